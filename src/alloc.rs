@@ -1,0 +1,76 @@
+//! Allocation: from a size to an object [Go: mallocgc].
+//!
+//! Small sizes (up to 32 KiB) are rounded to a size class and served by the
+//! calling thread's mcache; larger ones get a span of their own from the page
+//! heap. Every object comes back zeroed and 16-byte aligned.
+//!
+//! The functions here run inside the runtime (the caller holds an `InRuntime`
+//! guard). They never collect: when the heap crosses its trigger they set
+//! `gc_wanted`, and when the heap limit stops them they return `AllocFail::Limit`;
+//! the caller collects once it has left the runtime (see `capi`).
+
+use std::sync::atomic::Ordering::*;
+
+use crate::heap::{AllocFail, Heap};
+use crate::sizeclass::{self, MAX_SMALL_SIZE};
+use crate::span::PAGE_SIZE;
+use crate::threads::InRuntime;
+
+/// The address every zero-size allocation returns [Go: zerobase]. It is not in
+/// the heap, so it is never freed, and pinning it changes nothing.
+#[repr(C, align(16))]
+pub struct ZeroBase([u8; 16]);
+pub static ZERO_BASE: ZeroBase = ZeroBase([0; 16]);
+
+#[inline]
+pub fn zero_base() -> usize {
+    &ZERO_BASE as *const ZeroBase as usize
+}
+
+/// Allocates `size > 0` bytes; `noscan` objects are never scanned for pointers.
+#[inline]
+pub fn malloc(g: &InRuntime, h: &Heap, size: usize, noscan: bool) -> Result<usize, AllocFail> {
+    if size <= MAX_SMALL_SIZE {
+        let class = sizeclass::size_to_class(size);
+        let spc = class << 1 | noscan as usize;
+        // SAFETY: the guard's thread is the caller; its mcache is only touched by
+        // itself inside the runtime (or by a collector, which cannot run now).
+        let mc = unsafe { &mut *(*g.thread()).mcache.get() };
+        let (addr, needzero) = mc.alloc(h, spc)?;
+        if needzero {
+            // SAFETY: the slot was just handed to us and spans the class size.
+            unsafe { std::ptr::write_bytes(addr as *mut u8, 0, sizeclass::CLASS_SIZE[class] as usize) };
+        }
+        Ok(addr)
+    } else {
+        malloc_large(h, size, noscan)
+    }
+}
+
+#[inline(never)]
+fn malloc_large(h: &Heap, size: usize, noscan: bool) -> Result<usize, AllocFail> {
+    let npages = size.div_ceil(PAGE_SIZE);
+    if npages > h.arena_size / PAGE_SIZE {
+        return Err(AllocFail::NoMemory);
+    }
+    let s = h.alloc_span(npages, noscan as u8)?;
+    // SAFETY: the span is new; the heap hands its pages out zeroed. Setting the
+    // one alloc bit makes the object live; no collection can run while we are
+    // in the runtime.
+    unsafe {
+        (*s).alloc[0].store(1, Relaxed);
+        h.note_allocated(npages * PAGE_SIZE);
+        Ok((*s).base)
+    }
+}
+
+impl Heap {
+    /// Counts `bytes` towards the next collection's trigger.
+    #[inline]
+    pub fn note_allocated(&self, bytes: usize) {
+        let live = self.heap_live.fetch_add(bytes, Relaxed) + bytes;
+        if live >= self.next_gc.load(Relaxed) && !self.gc_wanted.load(Relaxed) {
+            self.gc_wanted.store(true, Relaxed);
+        }
+    }
+}

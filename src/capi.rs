@@ -1,0 +1,414 @@
+//! The C API: thin `extern "C"` shims over the runtime.
+//!
+//! Every function here catches panics at the boundary (a panic never unwinds
+//! into C; the documented value is returned instead), checks NULL, registers the
+//! calling thread when needed, enters the runtime for the duration of the work,
+//! and collects — after leaving the runtime — when an allocation asked for it.
+//! Errors are `gc_status` values, never prints; the only aborts are a broken
+//! heap invariant and the default pinner-leak handler.
+
+use std::ffi::{c_char, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::alloc::{malloc, zero_base};
+use crate::finalizer;
+use crate::gc;
+use crate::heap::{heap, AllocFail};
+use crate::pinner::{self, gc_leak_fn, gc_pinner, CheckError, PinError, Target};
+use crate::stats::{self, gc_stats};
+use crate::threads::{self, InRuntime};
+use crate::verify;
+
+/// Status of every fallible call. 0 is success; numbers are never reused.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum gc_status {
+    GC_OK = 0,
+    /// NULL where an object was required.
+    GC_ERR_NULL = 1,
+    /// The pointer is not into the collected heap.
+    GC_ERR_NOT_GC_POINTER = 2,
+    /// Into the heap, but at no live object.
+    GC_ERR_NOT_ALLOCATED = 3,
+    /// gc_check_pointer found an unpinned heap pointer.
+    GC_ERR_UNPINNED_POINTER = 4,
+    GC_ERR_NO_MEMORY = 5,
+    /// A bad argument: range, size, flags.
+    GC_ERR_INVALID = 6,
+    /// Thread registration problem.
+    GC_ERR_THREAD = 7,
+}
+
+use gc_status::*;
+
+/// Runs `body`, turning a panic into `on_panic`.
+macro_rules! ffi_boundary {
+    ($on_panic:expr, $body:block) => {
+        match catch_unwind(AssertUnwindSafe(|| $body)) {
+            Ok(v) => v,
+            Err(_) => $on_panic,
+        }
+    };
+}
+
+impl From<PinError> for gc_status {
+    fn from(e: PinError) -> gc_status {
+        match e {
+            PinError::Null => GC_ERR_NULL,
+            PinError::NotGcPointer => GC_ERR_NOT_GC_POINTER,
+            PinError::NotAllocated => GC_ERR_NOT_ALLOCATED,
+            PinError::NoMemory => GC_ERR_NO_MEMORY,
+            PinError::Invalid => GC_ERR_INVALID,
+        }
+    }
+}
+
+fn set_errno(e: i32) {
+    // SAFETY: errno is thread-local storage of the calling thread.
+    unsafe { *libc::__errno_location() = e };
+}
+
+fn alloc_entry(size: usize, noscan: bool) -> *mut c_void {
+    if size == 0 {
+        return zero_base() as *mut c_void;
+    }
+    let Some(ts) = threads::current_or_register() else {
+        set_errno(libc::ENOMEM);
+        return std::ptr::null_mut();
+    };
+    let h = heap();
+    if h.config.stress > 0 {
+        // SAFETY: our own record; the stress counter is only touched by us.
+        let left = unsafe { &mut (*(*ts).mcache.get()).stress_left };
+        if *left == 0 {
+            *left = h.config.stress;
+            gc::collect(h);
+        }
+        *left -= 1;
+    }
+    let mut tries = 0;
+    loop {
+        let r = {
+            let g = InRuntime::enter(ts);
+            malloc(&g, h, size, noscan)
+        };
+        match r {
+            Ok(a) => {
+                if h.gc_wanted.load(std::sync::atomic::Ordering::Relaxed) {
+                    let a = std::hint::black_box(a); // keep it visible to the scan
+                    gc::collect_if_wanted(h);
+                    return std::hint::black_box(a) as *mut c_void;
+                }
+                return a as *mut c_void;
+            }
+            Err(AllocFail::Limit) | Err(AllocFail::NoMemory) if tries == 0 => {
+                tries += 1;
+                gc::collect(h);
+            }
+            Err(_) => {
+                set_errno(libc::ENOMEM);
+                return std::ptr::null_mut();
+            }
+        }
+    }
+}
+
+/// Allocates `size` bytes of zeroed, 16-byte aligned memory that the collector
+/// scans for pointers. Returns NULL with errno = ENOMEM when the heap limit is
+/// reached even after a full collection. Size 0 returns one shared non-NULL
+/// address that is never freed.
+#[no_mangle]
+pub extern "C" fn gc_alloc(size: usize) -> *mut c_void {
+    ffi_boundary!(std::ptr::null_mut(), { alloc_entry(size, false) })
+}
+
+/// Like gc_alloc, but the memory is never scanned for pointers: use it for I/O
+/// buffers and numbers.
+#[no_mangle]
+pub extern "C" fn gc_alloc_noscan(size: usize) -> *mut c_void {
+    ffi_boundary!(std::ptr::null_mut(), { alloc_entry(size, true) })
+}
+
+/// Runs a full stop-the-world collection.
+#[no_mangle]
+pub extern "C" fn gc_collect() {
+    ffi_boundary!((), {
+        gc::collect(heap());
+    })
+}
+
+static STATUS_TEXT: [&[u8]; 8] = [
+    b"success\0",
+    b"NULL where an object was required\0",
+    b"pointer is not into the collected heap\0",
+    b"pointer is into the heap but at no live object\0",
+    b"object holds a pointer to an unpinned heap object\0",
+    b"out of memory\0",
+    b"invalid argument\0",
+    b"thread registration problem\0",
+];
+
+/// A description of a status; never NULL (unknown values get a text too).
+/// Declared in the header by hand (cbindgen.toml) so that any integer value a C
+/// caller passes is well-defined here.
+#[no_mangle]
+pub extern "C" fn gc_strerror(status: u32) -> *const c_char {
+    match STATUS_TEXT.get(status as usize) {
+        Some(t) => t.as_ptr() as *const c_char,
+        None => b"unknown gcpin status\0".as_ptr() as *const c_char,
+    }
+}
+
+fn pin_entry(pinner: *mut gc_pinner, ptrs: &[usize]) -> gc_status {
+    let Some(ts) = threads::current_or_register() else { return GC_ERR_THREAD };
+    let h = heap();
+    let r = {
+        let g = InRuntime::enter(ts);
+        // SAFETY: the caller passed a valid, non-NULL gc_pinner (checked).
+        pinner::pin_all(&g, h, unsafe { &mut *pinner }, ptrs)
+    };
+    if r.is_ok() && h.gc_wanted.load(std::sync::atomic::Ordering::Relaxed) {
+        gc::collect_if_wanted(h);
+    }
+    if r.is_ok() {
+        h.finq.ensure_thread(h);
+    }
+    match r {
+        Ok(()) => GC_OK,
+        Err(e) => e.into(),
+    }
+}
+
+/// Pins the object that contains `ptr` (interior pointers allowed): it is neither
+/// freed nor reused until unpinned, and what it points to stays alive. Pins
+/// count: an object pinned n times (through any pinners) stays pinned until all
+/// n are undone. NULL -> GC_ERR_NULL; not a heap pointer -> GC_ERR_NOT_GC_POINTER;
+/// a free slot -> GC_ERR_NOT_ALLOCATED; a gc_pinner that is not zeroed or
+/// previously used -> GC_ERR_INVALID. Nothing is pinned on error. A gc_pinner
+/// must not be used by two threads at once.
+#[no_mangle]
+pub extern "C" fn pinner_pin(pinner: *mut gc_pinner, ptr: *const c_void) -> gc_status {
+    ffi_boundary!(GC_ERR_INVALID, {
+        if pinner.is_null() || ptr.is_null() {
+            return GC_ERR_NULL;
+        }
+        pin_entry(pinner, &[ptr as usize])
+    })
+}
+
+/// Pins ptrs[0..n) through one pinner: all or nothing (on error nothing new is
+/// pinned, and the status is the first bad pointer's).
+#[no_mangle]
+pub extern "C" fn pinner_pin_many(pinner: *mut gc_pinner, ptrs: *const *const c_void, n: usize) -> gc_status {
+    ffi_boundary!(GC_ERR_INVALID, {
+        if pinner.is_null() || (ptrs.is_null() && n > 0) {
+            return GC_ERR_NULL;
+        }
+        if n == 0 {
+            return GC_OK;
+        }
+        // SAFETY: the caller passed n readable pointers at `ptrs` (non-NULL).
+        let list = unsafe { std::slice::from_raw_parts(ptrs as *const usize, n) };
+        pin_entry(pinner, list)
+    })
+}
+
+/// Undoes every pin this pinner made. A second call, or a call on a pinner that
+/// never pinned, does nothing.
+#[no_mangle]
+pub extern "C" fn pinner_unpin(pinner: *mut gc_pinner) {
+    ffi_boundary!((), {
+        if pinner.is_null() {
+            return;
+        }
+        // SAFETY: non-NULL gc_pinner from the caller.
+        if unsafe { (*pinner).impl_.is_null() } {
+            return;
+        }
+        let Some(ts) = threads::current_or_register() else { return };
+        let h = heap();
+        let g = InRuntime::enter(ts);
+        // SAFETY: as above.
+        pinner::unpin_all(&g, h, unsafe { &mut *pinner });
+    })
+}
+
+/// True for a pinned heap object, false for an unpinned one (and for NULL), and
+/// true for memory the collector does not manage. A few loads; lock-free; does
+/// not register the calling thread.
+#[no_mangle]
+pub extern "C" fn is_pinned(ptr: *const c_void) -> bool {
+    // No panic can happen on this path (no allocation, no indexing that can
+    // fail: the page index is bounds-checked by `span_of`).
+    pinner::is_pinned(heap(), ptr as usize)
+}
+
+/// The number of outstanding pins on the object containing `ptr`; 0 when not
+/// pinned or not a heap object.
+#[no_mangle]
+pub extern "C" fn gc_pin_count(ptr: *const c_void) -> usize {
+    ffi_boundary!(0, {
+        let Some(ts) = threads::current_or_register() else { return 0 };
+        let h = heap();
+        let _g = InRuntime::enter(ts);
+        match pinner::classify(h, ptr as usize) {
+            Ok(Target::Object(s, idx)) => pinner::pin_count(s, idx),
+            _ => 0,
+        }
+    })
+}
+
+/// Sets the function called when a collection finds an unreachable pinner that
+/// still holds pins (once per such pinner, with the number of objects it pins,
+/// on the finalizer thread or in gc_run_finalizers). NULL restores the default,
+/// which prints "gcpin: found leaking pinned pointer; forgot to call
+/// pinner_unpin()?" and the objects' addresses, and aborts. The leaked objects
+/// stay pinned.
+#[no_mangle]
+pub extern "C" fn gc_set_pinner_leak_handler(f: gc_leak_fn, arg: *mut c_void) {
+    ffi_boundary!((), { pinner::set_leak_handler(f, arg) })
+}
+
+/// Finalizer function type: called once with the object's base address and the
+/// argument given to gc_set_finalizer.
+pub type gc_finalizer_fn = Option<unsafe extern "C" fn(obj: *mut c_void, arg: *mut c_void)>;
+
+/// Sets the finalizer of the object containing `obj`: once the object is
+/// unreachable, `fn(obj_base, arg)` runs once (on the finalizer thread or in
+/// gc_run_finalizers); the object and what it reaches stay alive until then, and
+/// a later collection frees it. Setting again replaces; `fn` NULL clears.
+#[no_mangle]
+pub extern "C" fn gc_set_finalizer(obj: *mut c_void, f: gc_finalizer_fn, arg: *mut c_void) -> gc_status {
+    ffi_boundary!(GC_ERR_INVALID, {
+        let Some(ts) = threads::current_or_register() else { return GC_ERR_THREAD };
+        let h = heap();
+        let r = {
+            let _g = InRuntime::enter(ts);
+            match pinner::classify(h, obj as usize) {
+                Ok(Target::Object(s, idx)) => {
+                    finalizer::set(s, idx, f, arg).map_err(|_| GC_ERR_NO_MEMORY).map(|_| ())
+                }
+                Ok(Target::Zero) => Err(GC_ERR_INVALID),
+                Err(e) => Err(e.into()),
+            }
+        };
+        match r {
+            Ok(()) => {
+                if f.is_some() {
+                    h.finq.ensure_thread(h);
+                }
+                GC_OK
+            }
+            Err(e) => e,
+        }
+    })
+}
+
+/// Runs the queued finalizers on the calling thread; returns how many ran.
+#[no_mangle]
+pub extern "C" fn gc_run_finalizers() -> usize {
+    ffi_boundary!(0, { finalizer::run_queued(heap(), usize::MAX) })
+}
+
+fn roots_entry(start: *const c_void, len: usize, add: bool) -> gc_status {
+    if start.is_null() {
+        return GC_ERR_NULL;
+    }
+    let Some(ts) = threads::current_or_register() else { return GC_ERR_THREAD };
+    let h = heap();
+    let _g = InRuntime::enter(ts);
+    let r = if add { h.roots.add(start as usize, len) } else { h.roots.remove(start as usize, len) };
+    match r {
+        Ok(()) => GC_OK,
+        Err(_) => GC_ERR_INVALID,
+    }
+}
+
+/// Registers `[start, start + len)` as a root range, scanned conservatively by
+/// every collection. A range whose end wraps around -> GC_ERR_INVALID.
+#[no_mangle]
+pub extern "C" fn gc_add_roots(start: *const c_void, len: usize) -> gc_status {
+    ffi_boundary!(GC_ERR_INVALID, { roots_entry(start, len, true) })
+}
+
+/// Unregisters a range added with exactly this start and length; any other
+/// range -> GC_ERR_INVALID.
+#[no_mangle]
+pub extern "C" fn gc_remove_roots(start: *const c_void, len: usize) -> gc_status {
+    ffi_boundary!(GC_ERR_INVALID, { roots_entry(start, len, false) })
+}
+
+/// Registers the calling thread (its first gcpin call does this anyway).
+/// Registering twice is fine.
+#[no_mangle]
+pub extern "C" fn gc_thread_register() -> gc_status {
+    ffi_boundary!(GC_ERR_THREAD, {
+        match threads::register() {
+            Some(_) => GC_OK,
+            None => GC_ERR_THREAD,
+        }
+    })
+}
+
+/// Unregisters the calling thread now rather than at exit. Its stack is no
+/// longer scanned: it must not hold the only reference to a GC object
+/// afterwards. GC_ERR_THREAD if it is not registered.
+#[no_mangle]
+pub extern "C" fn gc_thread_unregister() -> gc_status {
+    ffi_boundary!(GC_ERR_THREAD, {
+        let t = threads::current();
+        if t.is_null() {
+            return GC_ERR_THREAD;
+        }
+        threads::unregister(t);
+        GC_OK
+    })
+}
+
+/// cgocheck for C: for a pointer into the heap, GC_ERR_UNPINNED_POINTER if the
+/// object holds a pointer to an unpinned heap object (following pinned objects
+/// recursively), else GC_OK. NULL -> GC_ERR_NULL; a free slot ->
+/// GC_ERR_NOT_ALLOCATED; memory outside the heap is not checked (GC_OK).
+#[no_mangle]
+pub extern "C" fn gc_check_pointer(ptr: *const c_void) -> gc_status {
+    ffi_boundary!(GC_ERR_INVALID, {
+        if ptr.is_null() {
+            return GC_ERR_NULL;
+        }
+        let Some(ts) = threads::current_or_register() else { return GC_ERR_THREAD };
+        let h = heap();
+        let _g = InRuntime::enter(ts);
+        match pinner::check_pointer(h, ptr as usize) {
+            Ok(()) => GC_OK,
+            Err(CheckError::Null) => GC_ERR_NULL,
+            Err(CheckError::NotAllocated) => GC_ERR_NOT_ALLOCATED,
+            Err(CheckError::Unpinned) => GC_ERR_UNPINNED_POINTER,
+        }
+    })
+}
+
+/// Fills `*out` with the collector's statistics (exact heap figures: the world
+/// is stopped briefly, like Go's ReadMemStats). NULL is ignored.
+#[no_mangle]
+pub extern "C" fn gc_get_stats(out: *mut gc_stats) {
+    ffi_boundary!((), {
+        if out.is_null() {
+            return;
+        }
+        let st = stats::read(heap());
+        // SAFETY: non-NULL out-parameter from the caller.
+        unsafe { *out = st };
+    })
+}
+
+/// Checks every heap invariant with the world stopped. Returns GC_OK; a broken
+/// invariant (heap corruption) aborts with a message saying which.
+#[no_mangle]
+pub extern "C" fn gc_verify_heap() -> gc_status {
+    ffi_boundary!(GC_ERR_INVALID, {
+        match gc::with_world_stopped(heap(), verify::verify) {
+            Some(()) => GC_OK,
+            None => GC_ERR_THREAD,
+        }
+    })
+}

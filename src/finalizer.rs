@@ -1,0 +1,199 @@
+//! Finalizers: the queue of objects found unreachable, and who runs them.
+//!
+//! `gc_set_finalizer` hangs a finalizer special on an object. When a sweep finds
+//! the object unmarked it moves the special here and resurrects the object, which
+//! stays alive (with all it reaches: the queue is a root) until its finalizer has
+//! run once; the object is freed by a later cycle [Go: SetFinalizer].
+//!
+//! Finalizers run outside the runtime, never with a lock held: on the runtime's
+//! finalizer thread (started with the first finalizer) or on a thread calling
+//! `gc_run_finalizers`, whichever pops the record first.
+//!
+//! Lock discipline: the queue lock is taken only inside the runtime, or by the
+//! collector with the world stopped. The finalizer thread sleeps on a futex
+//! sequence number, with no lock held, so it can be stopped while it sleeps.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::*};
+use std::sync::Mutex;
+
+use crate::heap::Heap;
+use crate::os;
+use crate::span::Span;
+use crate::specials::{free_special, new_special, FinalizerFn, Special, KIND_FINALIZER};
+use crate::threads::{self, InRuntime};
+
+struct QueueState {
+    head: *mut Special,
+    tail: *mut Special,
+    len: usize,
+}
+
+// SAFETY: the records are owned by the queue and only touched under its lock
+// (or with the world stopped).
+unsafe impl Send for QueueState {}
+
+pub struct FinalizerQueue {
+    q: Mutex<QueueState>,
+    seq: AtomicU32,
+    thread_started: AtomicBool,
+}
+
+impl FinalizerQueue {
+    pub const fn new() -> FinalizerQueue {
+        FinalizerQueue {
+            q: Mutex::new(QueueState { head: std::ptr::null_mut(), tail: std::ptr::null_mut(), len: 0 }),
+            seq: AtomicU32::new(0),
+            thread_started: AtomicBool::new(false),
+        }
+    }
+
+    /// Appends a finalizer record (its `obj` set). World stopped.
+    pub fn push(&self, sp: *mut Special) {
+        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: `sp` was unlinked from its span by the sweeper; the queue owns it.
+        unsafe {
+            (*sp).next = std::ptr::null_mut();
+            if q.tail.is_null() {
+                q.head = sp;
+            } else {
+                (*q.tail).next = sp;
+            }
+        }
+        q.tail = sp;
+        q.len += 1;
+    }
+
+    fn pop(&self) -> *mut Special {
+        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        let sp = q.head;
+        if !sp.is_null() {
+            // SAFETY: queued records are live and owned by the queue.
+            q.head = unsafe { (*sp).next };
+            if q.head.is_null() {
+                q.tail = std::ptr::null_mut();
+            }
+            q.len -= 1;
+        }
+        sp
+    }
+
+    pub fn len(&self) -> usize {
+        self.q.lock().unwrap_or_else(|e| e.into_inner()).len
+    }
+
+    /// Calls `f(obj, arg)` for every queued record. World stopped.
+    pub fn for_each_queued(&self, mut f: impl FnMut(usize, usize)) {
+        let q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = q.head;
+        while !p.is_null() {
+            // SAFETY: queued records are live.
+            unsafe {
+                f((*p).obj, (*p).arg as usize);
+                p = (*p).next;
+            }
+        }
+    }
+
+    /// Tells the finalizer thread there is work. Outside the world stop.
+    pub fn wake(&self) {
+        self.seq.fetch_add(1, Release);
+        os::futex_wake(&self.seq, i32::MAX);
+    }
+
+    /// Starts the finalizer thread if it is not running. Outside the runtime.
+    pub fn ensure_thread(&'static self, h: &'static Heap) {
+        if self.thread_started.load(Acquire) || self.thread_started.swap(true, AcqRel) {
+            return;
+        }
+        let spawned = std::thread::Builder::new().name("gcpin-finalizer".into()).spawn(move || {
+            if threads::register().is_none() {
+                return;
+            }
+            loop {
+                let seq = h.finq.seq.load(Acquire);
+                if run_queued(h, usize::MAX) == 0 {
+                    os::futex_wait(&h.finq.seq, seq, None);
+                }
+            }
+        });
+        if spawned.is_err() {
+            // No thread: finalizers still run through gc_run_finalizers.
+            self.thread_started.store(false, Release);
+        }
+    }
+
+    /// In a forked child the finalizer thread is gone; the next finalizer starts
+    /// a new one.
+    pub fn forget_thread(&self) {
+        self.thread_started.store(false, Release);
+    }
+}
+
+/// Runs up to `max` queued finalizers on the calling thread (outside the
+/// runtime). Returns how many ran.
+pub fn run_queued(h: &Heap, max: usize) -> usize {
+    let Some(ts) = threads::current_or_register() else { return 0 };
+    let mut ran = 0;
+    while ran < max {
+        let sp = {
+            let _g = InRuntime::enter(ts);
+            h.finq.pop()
+        };
+        if sp.is_null() {
+            break;
+        }
+        // SAFETY: we popped the record, so it is ours; the object is still
+        // allocated (the queue kept it alive until now and our stack holds it).
+        let (func, obj, arg) = unsafe { ((*sp).func, (*sp).obj, (*sp).arg) };
+        {
+            let _g = InRuntime::enter(ts);
+            // SAFETY: the record is off every list.
+            unsafe { free_special(sp) };
+        }
+        if let Some(f) = func {
+            let obj = std::hint::black_box(obj);
+            // SAFETY: the user registered this function for this object.
+            unsafe { f(obj as *mut libc::c_void, arg) };
+            std::hint::black_box(obj);
+        }
+        ran += 1;
+    }
+    ran
+}
+
+/// Sets (`Some`) or clears (`None`) the finalizer of object `idx` of span `s`;
+/// setting again replaces the function and argument. Inside the runtime; the
+/// object is allocated. Fails only when no record can be had.
+pub fn set(s: *mut Span, idx: usize, f: Option<FinalizerFn>, arg: *mut libc::c_void) -> Result<(), ()> {
+    // SAFETY: `s` is in use; its lock guards its specials.
+    let mut list = unsafe { (*s).specials.lock().unwrap_or_else(|e| e.into_inner()) };
+    let existing = list.find(idx as u32, KIND_FINALIZER);
+    match (f, existing.is_null()) {
+        (None, true) => {}
+        (None, false) => {
+            let r = list.remove(idx as u32, KIND_FINALIZER);
+            // SAFETY: just unlinked.
+            unsafe { free_special(r) };
+        }
+        (Some(f), false) => {
+            // SAFETY: a record on the list we hold locked.
+            unsafe {
+                (*existing).func = Some(f);
+                (*existing).arg = arg;
+            }
+        }
+        (Some(f), true) => {
+            let sp = new_special(idx as u32, KIND_FINALIZER);
+            if sp.is_null() {
+                return Err(());
+            }
+            // SAFETY: fresh record; the list is locked.
+            unsafe {
+                (*sp).func = Some(f);
+                (*sp).arg = arg;
+                list.insert(sp);
+            }
+        }
+    }
+    Ok(())
+}

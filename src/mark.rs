@@ -1,0 +1,244 @@
+//! Marking: find every object reachable from the roots [Go: mgcmark.go].
+//!
+//! The scan is conservative: any aligned word whose value points into an
+//! allocated object, at its start or inside it, marks that object. Grey objects
+//! wait on an explicit mark stack (never recursion) as (address, length) ranges;
+//! `noscan` objects are marked but never pushed.
+//!
+//! The mark stack is a fixed reservation outside the heap and outside `malloc`
+//! (the world is stopped). When it is full, a push is dropped and `overflowed` is
+//! set: the object is already marked, only its scan is missing. After the stack
+//! drains, `recover_overflow` rescans every marked object of every scannable
+//! span, pushing what they reach; that repeats until a pass finishes without
+//! overflow, so nothing is lost [libgc: GC_mark_stack_too_small handling].
+//!
+//! Roots, in order: the data and bss segments of the program and its libraries,
+//! the ranges of `gc_add_roots`, every registered thread's stack (from its saved
+//! stack pointer, registers included), pinned objects, what objects with
+//! finalizers point to (not the objects themselves, so they can be finalized),
+//! finalizer arguments, and the objects waiting in the finalizer queue.
+//!
+//! Invariant: only the collector touches mark bits, only with the world stopped;
+//! they are all clear outside a cycle (the sweep clears them).
+
+use crate::heap::{Heap, PageAlloc};
+use crate::os;
+use crate::pinner;
+use crate::span::Span;
+use crate::specials::KIND_FINALIZER;
+use crate::threads::ThreadState;
+
+const WORD: usize = std::mem::size_of::<usize>();
+/// Default mark stack: 4 Mi entries (64 MiB of address space, touched on demand).
+const DEFAULT_STACK_ENTRIES: usize = 1 << 22;
+
+pub struct Marker {
+    stack: *mut (usize, usize),
+    cap: usize,
+    len: usize,
+    high_water: usize,
+    pub overflowed: bool,
+    pub marked_objects: usize,
+    pub marked_bytes: usize,
+}
+
+// SAFETY: the stack is a private mapping owned by the marker, used under the
+// world lock only.
+unsafe impl Send for Marker {}
+
+impl Marker {
+    pub fn new() -> Marker {
+        Marker::with_capacity(DEFAULT_STACK_ENTRIES)
+    }
+
+    /// A marker whose stack holds `cap` ranges (small ones test overflow).
+    pub fn with_capacity(cap: usize) -> Marker {
+        let bytes = cap * std::mem::size_of::<(usize, usize)>();
+        let stack = os::reserve(bytes).unwrap_or_else(|| os::throw("cannot reserve the mark stack"));
+        Marker { stack: stack as *mut _, cap, len: 0, high_water: 0, overflowed: false, marked_objects: 0, marked_bytes: 0 }
+    }
+
+    fn reset(&mut self) {
+        self.len = 0;
+        self.overflowed = false;
+        self.marked_objects = 0;
+        self.marked_bytes = 0;
+    }
+
+    /// Gives the pages of a deep stack back to the OS after a cycle.
+    pub fn release_memory(&mut self) {
+        if self.high_water > 4096 {
+            os::release(self.stack as usize, self.high_water * std::mem::size_of::<(usize, usize)>());
+        }
+        self.high_water = 0;
+    }
+
+    #[inline]
+    fn push(&mut self, base: usize, len: usize) {
+        if self.len == self.cap {
+            self.overflowed = true;
+            return;
+        }
+        // SAFETY: len < cap, inside our reservation.
+        unsafe { *self.stack.add(self.len) = (base, len) };
+        self.len += 1;
+        if self.len > self.high_water {
+            self.high_water = self.len;
+        }
+    }
+
+    /// Marks the object `idx` of span `s` if it is allocated and unmarked, and
+    /// queues it for scanning unless it is noscan.
+    ///
+    /// # Safety
+    /// World stopped; `s` is an in-use span.
+    #[inline]
+    pub unsafe fn mark_object(&mut self, s: *mut Span, idx: usize) {
+        // SAFETY: per the contract the span is live and only we touch mark bits.
+        unsafe {
+            if !(*s).is_allocated(idx) || (&(*s).mark)[idx] {
+                return;
+            }
+            (*s).mark.set(idx, true);
+            self.marked_objects += 1;
+            self.marked_bytes += (*s).elemsize;
+            if !(*s).noscan() {
+                self.push((*s).object_base(idx), (*s).elemsize);
+            }
+        }
+    }
+
+    /// Treats `w` as a possible pointer.
+    ///
+    /// # Safety
+    /// World stopped.
+    #[inline]
+    pub unsafe fn mark_word(&mut self, h: &Heap, w: usize) {
+        let s = h.span_of(w);
+        if s.is_null() {
+            return;
+        }
+        // SAFETY: a span published in the page table is in use while the world
+        // is stopped.
+        unsafe {
+            let idx = (*s).index_of(w);
+            self.mark_object(s, idx);
+        }
+    }
+
+    /// Scans the aligned words of `[lo, hi)`.
+    ///
+    /// # Safety
+    /// World stopped; the range is readable.
+    pub unsafe fn scan_range(&mut self, h: &Heap, lo: usize, hi: usize) {
+        let mut p = (lo + WORD - 1) & !(WORD - 1);
+        while p + WORD <= hi {
+            // SAFETY: p is aligned and inside the readable range.
+            let w = unsafe { std::ptr::read_volatile(p as *const usize) };
+            if h.in_arena(w) {
+                // SAFETY: world stopped, per the contract.
+                unsafe { self.mark_word(h, w) };
+            }
+            p += WORD;
+        }
+    }
+
+    /// Scans queued objects until the stack is empty.
+    ///
+    /// # Safety
+    /// World stopped.
+    pub unsafe fn drain(&mut self, h: &Heap) {
+        while self.len > 0 {
+            self.len -= 1;
+            // SAFETY: entries below len were pushed by us.
+            let (base, len) = unsafe { *self.stack.add(self.len) };
+            // SAFETY: the range is a marked, allocated heap object.
+            unsafe { self.scan_range(h, base, base + len) };
+        }
+    }
+
+    /// Rescans every marked scannable object until no push was dropped.
+    ///
+    /// # Safety
+    /// World stopped; `pa` is the locked page allocator.
+    pub unsafe fn recover_overflow(&mut self, h: &Heap, pa: &PageAlloc) {
+        while self.overflowed {
+            self.overflowed = false;
+            // SAFETY: world stopped, spans cannot change.
+            unsafe {
+                h.for_each_span(pa.high_water, |s| {
+                    if (*s).noscan() {
+                        return;
+                    }
+                    for idx in 0..(*s).nelems as usize {
+                        if (&(*s).mark)[idx] {
+                            let b = (*s).object_base(idx);
+                            self.scan_range(h, b, b + (*s).elemsize);
+                            self.drain(h);
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Marks everything reachable. `me` is the collecting thread, whose stack is
+/// scanned from `sp` (below its spilled registers); other threads from the stack
+/// pointer their suspend handler saved.
+///
+/// The world is stopped and `pa` is the locked page allocator.
+pub fn mark(
+    h: &Heap,
+    m: &mut Marker,
+    threads: &[*mut ThreadState],
+    me: *mut ThreadState,
+    sp: usize,
+    segments: &[(usize, usize)],
+    pa: &PageAlloc,
+) {
+    m.reset();
+    // SAFETY: the world is stopped (caller's contract); every range scanned below
+    // is mapped and readable: loaded segments, registered roots, live stacks.
+    unsafe {
+        for &(lo, hi) in segments {
+            m.scan_range(h, lo, hi);
+            m.drain(h);
+        }
+        h.roots.for_each(|lo, hi| {
+            m.scan_range(h, lo, hi);
+            m.drain(h);
+        });
+        for &t in threads {
+            let lo = if t == me { sp } else { (*t).stopped_sp.load(std::sync::atomic::Ordering::Acquire) };
+            if lo != 0 && lo < (*t).stack_hi {
+                m.scan_range(h, lo, (*t).stack_hi);
+                m.drain(h);
+            }
+        }
+        h.for_each_span(pa.high_water, |s| {
+            pinner::for_each_pinned(s, |idx| m.mark_object(s, idx));
+            if (*s).specials.get_mut().map(|l| l.is_empty()).unwrap_or(false) {
+                return;
+            }
+            let noscan = (*s).noscan();
+            let list = (*s).specials.get_mut().unwrap_or_else(|e| e.into_inner());
+            list.for_each(|sp| {
+                if sp.kind == KIND_FINALIZER {
+                    if !noscan {
+                        let b = (*s).object_base(sp.index as usize);
+                        m.push(b, (*s).elemsize);
+                    }
+                    m.mark_word(h, sp.arg as usize);
+                }
+            });
+            m.drain(h);
+        });
+        h.finq.for_each_queued(|obj, arg| {
+            m.mark_word(h, obj);
+            m.mark_word(h, arg);
+        });
+        m.drain(h);
+        m.recover_overflow(h, pa);
+    }
+}

@@ -1,0 +1,144 @@
+//! Per-thread span caches [Go: mcache].
+//!
+//! Each registered thread owns one `Mcache`: for every span class, the span it
+//! allocates from and a cached word of that span's free bits [Go: allocCache].
+//! The fast path takes the lowest set bit (count trailing zeros), sets the
+//! object's alloc bit and returns: no lock, no atomic read-modify-write.
+//!
+//! Invariants:
+//! - `entries[c].span` is null or an in-use span of class `c` with `cached` set,
+//!   owned by this mcache alone.
+//! - `entries[c].free` holds only bits of word `entries[c].word` that are free in
+//!   the span's alloc bits (and below `nelems`); bits of words before `word` are
+//!   never handed out again until the span is swept.
+//! - The mcache is only touched by its thread inside the runtime, or by the
+//!   collector while the world is stopped (which empties it, `release_all`).
+
+use std::sync::atomic::Ordering::*;
+
+use crate::heap::{AllocFail, Heap};
+use crate::sizeclass::{self, NUM_SPAN_CLASSES};
+use crate::span::Span;
+
+#[derive(Clone, Copy)]
+pub struct CacheEntry {
+    span: *mut Span,
+    /// Free bits of alloc word `word` not yet handed out.
+    free: u64,
+    word: u32,
+}
+
+const EMPTY: CacheEntry = CacheEntry { span: std::ptr::null_mut(), free: 0, word: 0 };
+
+pub struct Mcache {
+    entries: [CacheEntry; NUM_SPAN_CLASSES],
+    /// Allocations left before a stress collection (`GCPIN_STRESS`).
+    pub stress_left: u64,
+}
+
+impl Mcache {
+    pub const fn new() -> Mcache {
+        Mcache { entries: [EMPTY; NUM_SPAN_CLASSES], stress_left: 0 }
+    }
+
+    /// Allocates one object of span class `spc` (a small class). Returns the
+    /// address and whether the object may hold old data and must be zeroed.
+    #[inline]
+    pub fn alloc(&mut self, h: &Heap, spc: usize) -> Result<(usize, bool), AllocFail> {
+        let e = &mut self.entries[spc];
+        if e.free != 0 {
+            let bit = e.free.trailing_zeros() as usize;
+            e.free &= e.free - 1;
+            let idx = e.word as usize * 64 + bit;
+            let s = e.span;
+            // SAFETY: the span is owned by this mcache (invariant); only this
+            // thread sets its alloc bits while it is cached.
+            unsafe {
+                let w = &(*s).alloc[e.word as usize];
+                w.store(w.load(Relaxed) | 1 << bit, Relaxed);
+                return Ok(((*s).base + idx * (*s).elemsize, (*s).needzero));
+            }
+        }
+        self.alloc_slow(h, spc)
+    }
+
+    #[inline(never)]
+    fn alloc_slow(&mut self, h: &Heap, spc: usize) -> Result<(usize, bool), AllocFail> {
+        // Move to the next word of the current span that has a free slot.
+        let e = &mut self.entries[spc];
+        if !e.span.is_null() {
+            let s = e.span;
+            // SAFETY: owned span, see `alloc`.
+            let words = unsafe { (*s).bitmap_words() };
+            for w in e.word as usize + 1..words {
+                // SAFETY: as above.
+                let free = unsafe { !(*s).alloc[w].load(Relaxed) & (*s).word_mask(w) };
+                if free != 0 {
+                    e.word = w as u32;
+                    e.free = free;
+                    return self.alloc(h, spc);
+                }
+            }
+            // The span is full: it belongs to no list until the next sweep.
+            // SAFETY: owned span.
+            unsafe { (*s).cached = false };
+            *e = EMPTY;
+        }
+        self.refill(h, spc)?;
+        self.alloc(h, spc)
+    }
+
+    /// Caches a span of class `spc` with a free slot: a partial one from the
+    /// mcentral, or a new one from the page heap.
+    fn refill(&mut self, h: &Heap, spc: usize) -> Result<(), AllocFail> {
+        let mut s = h.central[spc].take();
+        if s.is_null() {
+            let class = spc >> 1;
+            s = h.alloc_span(sizeclass::CLASS_NPAGES[class] as usize, spc as u8)?;
+        }
+        // SAFETY: `s` came from the mcentral or was just created; no one else
+        // owns it, and marking it cached makes it ours.
+        unsafe {
+            (*s).cached = true;
+            let words = (*s).bitmap_words();
+            let mut free_slots = 0usize;
+            let mut first: Option<(usize, u64)> = None;
+            for w in 0..words {
+                let free = !(*s).alloc[w].load(Relaxed) & (*s).word_mask(w);
+                free_slots += free.count_ones() as usize;
+                if first.is_none() && free != 0 {
+                    first = Some((w, free));
+                }
+            }
+            let (w, free) = first.unwrap_or_else(|| crate::os::throw("heap corruption: a partial span has no free slot"));
+            self.entries[spc] = CacheEntry { span: s, free, word: w as u32 };
+            h.note_allocated(free_slots * (*s).elemsize);
+        }
+        Ok(())
+    }
+
+    /// Gives up every cached span. With `give_back`, spans that still have free
+    /// slots go back to their mcentral (thread exit); without, they wait for the
+    /// sweep that follows (collection).
+    pub fn release_all(&mut self, h: &Heap, give_back: bool) {
+        for spc in 0..NUM_SPAN_CLASSES {
+            let e = self.entries[spc];
+            if e.span.is_null() {
+                continue;
+            }
+            // SAFETY: the span is owned by this mcache until we clear `cached`.
+            unsafe {
+                (*e.span).cached = false;
+                if give_back && (*e.span).count_allocated() < (*e.span).nelems as usize {
+                    h.central[spc].give(e.span);
+                }
+            }
+            self.entries[spc] = EMPTY;
+        }
+    }
+
+    /// Spans currently cached (for the heap verifier).
+    pub fn cached_spans(&self) -> impl Iterator<Item = *mut Span> + '_ {
+        self.entries.iter().map(|e| e.span).filter(|s| !s.is_null())
+    }
+}

@@ -1,0 +1,680 @@
+//! Pinning: Go's `runtime.Pinner` for C [Go: pinner.go].
+//!
+//! Pin state. Every object has two pin bits in its span's lazily allocated
+//! `PinBits` array [Go: pinnerBits], read as a small count:
+//!
+//! | bits | meaning                                                        |
+//! |------|----------------------------------------------------------------|
+//! | 0    | not pinned                                                     |
+//! | 1, 2 | pinned once, twice                                             |
+//! | 3    | pinned `2 + count` times; `count >= 1` lives in a pin-counter special |
+//!
+//! Moves between 0, 1 and 2 are one compare-and-swap on the word and take no lock,
+//! so the common pin, the common unpin and an object pinned by two pinners never
+//! serialize on anything. Only the move into and out of state 3, and changes of
+//! its counter, take the span's specials lock — a per-span lock, never a global
+//! one (Go's `speciallock` was one). Who can change what:
+//! - state 3 is entered and left only with the specials lock held, and the
+//!   counter special exists exactly while the state is 3;
+//! - a thread that sees state 3 takes the lock before touching anything.
+//!
+//! A pinned object is a root (see `mark`), so it is never freed or reused, and
+//! the pin bits of free slots are always 0. The pin-bit arrays come from an
+//! off-heap pool and are type-stable, so `is_pinned` may read them without the
+//! thread being registered.
+//!
+//! The inner pinner. A `gc_pinner` (one word, zeroed by the user) points to an
+//! `InnerPinner`: a 64-byte collected object with room for 5 references inline;
+//! more spill into a collected array that is kept across unpins, so a pinner
+//! reused for a big batch allocates nothing [seed 000]. Each thread caches one
+//! free inner pinner; `pinner_unpin` puts it there, every collection empties the
+//! caches [seed 001]. Every inner pinner carries a finalizer set when it is first
+//! allocated: if a collection finds it unreachable while it still holds pins, the
+//! leak handler runs (default: message and abort). The objects of a leaked pinner
+//! stay pinned for ever: the kernel may still write into them.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
+
+use crate::alloc::{malloc, zero_base};
+use crate::fixalloc::FixAlloc;
+use crate::heap::{AllocFail, Heap};
+use crate::os;
+use crate::span::{Span, BITMAP_WORDS};
+use crate::specials::{free_special, new_special, KIND_PIN_COUNTER};
+use crate::threads::InRuntime;
+
+/// Two bits per object: 32 objects per word.
+pub struct PinBits {
+    words: [AtomicU64; BITMAP_WORDS * 2],
+}
+
+static PINBITS_POOL: FixAlloc = FixAlloc::new(std::mem::size_of::<PinBits>());
+
+const STATE_MASK: u64 = 3;
+
+#[inline]
+fn slot(idx: usize) -> (usize, u32) {
+    (idx / 32, (idx % 32) as u32 * 2)
+}
+
+/// The pin state (0..=3) of object `idx`.
+#[inline]
+pub fn pin_state(s: *const Span, idx: usize) -> u64 {
+    // SAFETY: span records and pin-bit arrays are type-stable (see fixalloc), so
+    // these reads are of valid memory even if the span is being recycled.
+    unsafe {
+        let pb = (*s).pins.load(Acquire);
+        if pb.is_null() {
+            return 0;
+        }
+        let (w, sh) = slot(idx);
+        ((*pb).words[w].load(Relaxed) >> sh) & STATE_MASK
+    }
+}
+
+/// The span's pin bits, allocating them on first use. Inside the runtime.
+fn pin_bits(s: *mut Span) -> Result<*mut PinBits, AllocFail> {
+    // SAFETY: `s` is an in-use span; `pins` is only ever set by CAS from null.
+    unsafe {
+        let pb = (*s).pins.load(Acquire);
+        if !pb.is_null() {
+            return Ok(pb);
+        }
+        let new = PINBITS_POOL.alloc() as *mut PinBits;
+        if new.is_null() {
+            return Err(AllocFail::NoMemory);
+        }
+        match (*s).pins.compare_exchange(std::ptr::null_mut(), new, AcqRel, Acquire) {
+            Ok(_) => Ok(new),
+            Err(winner) => {
+                PINBITS_POOL.free(new as *mut u8);
+                Ok(winner)
+            }
+        }
+    }
+}
+
+/// Frees a span's pin bits. World stopped, span being freed.
+///
+/// # Safety
+/// No object of `s` is pinned and no thread can reach `s` meanwhile.
+pub unsafe fn free_pin_bits(s: *mut Span) {
+    // SAFETY: per the contract.
+    unsafe {
+        let pb = (*s).pins.swap(std::ptr::null_mut(), AcqRel);
+        if !pb.is_null() {
+            PINBITS_POOL.free(pb as *mut u8);
+        }
+    }
+}
+
+/// Calls `f(idx)` for every pinned object of `s`. World stopped (or a racy
+/// snapshot otherwise).
+pub fn for_each_pinned(s: *mut Span, mut f: impl FnMut(usize)) {
+    // SAFETY: see pin_state.
+    unsafe {
+        let pb = (*s).pins.load(Acquire);
+        if pb.is_null() {
+            return;
+        }
+        let nwords = (*s).nelems as usize * 2;
+        for (w, word) in (*pb).words.iter().enumerate().take(nwords.div_ceil(64)) {
+            let mut v = word.load(Relaxed);
+            while v != 0 {
+                let bit = v.trailing_zeros();
+                let idx = w * 32 + bit as usize / 2;
+                f(idx);
+                v &= !(STATE_MASK << (bit & !1));
+            }
+        }
+    }
+}
+
+/// Adds one pin to object `idx` of `s`. Inside the runtime; the object is
+/// allocated.
+pub fn pin_object(s: *mut Span, idx: usize) -> Result<(), AllocFail> {
+    let pb = pin_bits(s)?;
+    let (w, sh) = slot(idx);
+    // SAFETY: `pb` is the live pin-bit array of the in-use span `s`.
+    let word = unsafe { &(*pb).words[w] };
+    let mut old = word.load(Relaxed);
+    loop {
+        let st = (old >> sh) & STATE_MASK;
+        if st < 2 {
+            match word.compare_exchange_weak(old, old + (1 << sh), AcqRel, Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(o) => old = o,
+            }
+            continue;
+        }
+        // Two or more pins already: the counter path, under the span's lock.
+        // SAFETY: `s` is in use; the lock guards its specials.
+        let mut list = unsafe { (*s).specials.lock().unwrap_or_else(|e| e.into_inner()) };
+        old = word.load(Relaxed);
+        match (old >> sh) & STATE_MASK {
+            3 => {
+                let sp = list.find(idx as u32, KIND_PIN_COUNTER);
+                if sp.is_null() {
+                    os::throw("pin state 3 without a pin counter");
+                }
+                // SAFETY: the record is on the list we hold locked.
+                unsafe { (*sp).count += 1 };
+                return Ok(());
+            }
+            2 => {
+                if word.compare_exchange(old, old + (1 << sh), AcqRel, Relaxed).is_err() {
+                    old = word.load(Relaxed);
+                    continue; // a lock-free move happened meanwhile; start over
+                }
+                let sp = new_special(idx as u32, KIND_PIN_COUNTER);
+                if sp.is_null() {
+                    // Undo: back to 2 pins, under the lock nobody else leaves 3.
+                    word.fetch_sub(1 << sh, AcqRel);
+                    return Err(AllocFail::NoMemory);
+                }
+                // SAFETY: fresh record; the list is locked.
+                unsafe {
+                    (*sp).count = 1;
+                    list.insert(sp);
+                    (*s).pin_counters.fetch_add(1, Relaxed);
+                }
+                return Ok(());
+            }
+            _ => {
+                drop(list);
+                old = word.load(Relaxed);
+            }
+        }
+    }
+}
+
+/// Removes one pin from object `idx` of `s`. Inside the runtime. Aborts if the
+/// object is not pinned: a pinner only unpins what it pinned, so that is a broken
+/// invariant (or a `gc_pinner` used by two threads at once).
+pub fn unpin_object(s: *mut Span, idx: usize) {
+    // SAFETY: an object with a pin keeps its span in use and its pin bits.
+    let pb = unsafe { (*s).pins.load(Acquire) };
+    if pb.is_null() {
+        os::throw("unpin of an object that is not pinned");
+    }
+    let (w, sh) = slot(idx);
+    // SAFETY: live pin-bit array.
+    let word = unsafe { &(*pb).words[w] };
+    let mut old = word.load(Relaxed);
+    loop {
+        match (old >> sh) & STATE_MASK {
+            0 => os::throw("unpin of an object that is not pinned"),
+            1 | 2 => match word.compare_exchange_weak(old, old - (1 << sh), AcqRel, Relaxed) {
+                Ok(_) => return,
+                Err(o) => old = o,
+            },
+            _ => {
+                // SAFETY: `s` is in use; the lock guards its specials.
+                let mut list = unsafe { (*s).specials.lock().unwrap_or_else(|e| e.into_inner()) };
+                if (word.load(Relaxed) >> sh) & STATE_MASK != 3 {
+                    drop(list);
+                    old = word.load(Relaxed);
+                    continue;
+                }
+                let sp = list.find(idx as u32, KIND_PIN_COUNTER);
+                if sp.is_null() {
+                    os::throw("pin state 3 without a pin counter");
+                }
+                // SAFETY: the record is on the list we hold locked.
+                unsafe {
+                    (*sp).count -= 1;
+                    if (*sp).count == 0 {
+                        let r = list.remove(idx as u32, KIND_PIN_COUNTER);
+                        free_special(r);
+                        (*s).pin_counters.fetch_sub(1, Relaxed);
+                        word.fetch_sub(1 << sh, AcqRel); // 3 -> 2, only we leave 3
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Outstanding pins on object `idx` of `s` [Go: GetPinCounter + 1].
+pub fn pin_count(s: *mut Span, idx: usize) -> usize {
+    let st = pin_state(s, idx);
+    if st < 3 {
+        return st as usize;
+    }
+    // SAFETY: `s` is in use; the lock guards its specials.
+    let list = unsafe { (*s).specials.lock().unwrap_or_else(|e| e.into_inner()) };
+    let sp = list.find(idx as u32, KIND_PIN_COUNTER);
+    if sp.is_null() {
+        // The count dropped to 2 between our two reads.
+        return pin_state(s, idx) as usize;
+    }
+    // SAFETY: the record is on the list we hold locked.
+    2 + unsafe { (*sp).count }
+}
+
+/// Where a pointer points, for the pin and check entry points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The shared zero-size address.
+    Zero,
+    /// Object `idx` of span `s`, allocated.
+    Object(*mut Span, usize),
+}
+
+/// Why a pointer cannot be pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinError {
+    Null,
+    NotGcPointer,
+    NotAllocated,
+    NoMemory,
+    Invalid,
+}
+
+/// Classifies `ptr`. Inside the runtime (so the answer stays true until the
+/// caller leaves it).
+pub fn classify(h: &Heap, ptr: usize) -> Result<Target, PinError> {
+    if ptr == 0 {
+        return Err(PinError::Null);
+    }
+    if ptr == zero_base() {
+        return Ok(Target::Zero);
+    }
+    if !h.in_arena(ptr) {
+        return Err(PinError::NotGcPointer);
+    }
+    let s = h.span_of_heap(ptr);
+    if s.is_null() {
+        return Err(PinError::NotAllocated);
+    }
+    // SAFETY: an in-use span; its geometry does not change while in use.
+    let idx = unsafe { (*s).index_of(ptr) };
+    // SAFETY: as above.
+    if !unsafe { (*s).is_allocated(idx) } {
+        return Err(PinError::NotAllocated);
+    }
+    Ok(Target::Object(s, idx))
+}
+
+/// Number of references an inner pinner holds inline [seed 000: 64-byte pinner].
+pub const INLINE_REFS: usize = 5;
+const PINNER_MAGIC: u32 = 0x5049_4e52; // "PINR"
+
+/// The collected state behind a `gc_pinner`. Exactly 64 bytes.
+#[repr(C)]
+pub struct InnerPinner {
+    magic: u32,
+    len: u32,
+    spill_cap: u32,
+    _reserved: u32,
+    /// A collected noscan array of `spill_cap` object addresses; once present,
+    /// all references live there. Kept across unpins.
+    spill: *mut usize,
+    store: [usize; INLINE_REFS],
+}
+
+const _: () = assert!(std::mem::size_of::<InnerPinner>() == 64);
+
+impl InnerPinner {
+    fn refs(&mut self) -> *mut usize {
+        if self.spill.is_null() {
+            self.store.as_mut_ptr()
+        } else {
+            self.spill
+        }
+    }
+
+    fn cap(&self) -> usize {
+        if self.spill.is_null() {
+            INLINE_REFS
+        } else {
+            self.spill_cap as usize
+        }
+    }
+
+    /// Number of pinned references held.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+}
+
+/// The user's pinner handle. A zeroed `gc_pinner` is ready to use; it must live
+/// where the collector looks (stack, globals, GC heap, added roots).
+#[repr(C)]
+/// cbindgen:field-names=[impl]
+pub struct gc_pinner {
+    pub impl_: *mut c_void,
+}
+
+/// Leak handler: receives the number of objects the leaked pinner still pins.
+pub type gc_leak_fn = Option<unsafe extern "C" fn(pinned_objects: usize, arg: *mut c_void)>;
+
+static LEAK_HANDLER: AtomicUsize = AtomicUsize::new(0);
+static LEAK_ARG: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+pub fn set_leak_handler(f: gc_leak_fn, arg: *mut c_void) {
+    LEAK_ARG.store(arg, Release);
+    LEAK_HANDLER.store(f.map_or(0, |f| f as usize), Release);
+}
+
+/// The finalizer of every inner pinner: a no-op for an empty one, the leak
+/// report for one that still holds pins (which then stay pinned).
+unsafe extern "C" fn inner_pinner_finalizer(obj: *mut c_void, _arg: *mut c_void) {
+    let inner = obj as *mut InnerPinner;
+    // SAFETY: the object is an inner pinner kept alive by the finalizer queue
+    // and then by our caller's stack.
+    let n = unsafe { (*inner).len() };
+    if n == 0 {
+        return;
+    }
+    let handler = LEAK_HANDLER.load(Acquire);
+    if handler != 0 {
+        // SAFETY: stored from a valid gc_leak_fn by set_leak_handler.
+        let f: unsafe extern "C" fn(usize, *mut c_void) = unsafe { std::mem::transmute(handler) };
+        // SAFETY: calling the user's handler with its own argument.
+        unsafe { f(n, LEAK_ARG.load(Acquire)) };
+        return;
+    }
+    let mut msg = String::from("gcpin: found leaking pinned pointer; forgot to call pinner_unpin()?\n");
+    // SAFETY: as above; refs() points at `len` valid entries.
+    unsafe {
+        let refs = (*inner).refs();
+        msg.push_str(&format!("gcpin: the leaked pinner holds {n} pinned object(s):"));
+        for i in 0..n.min(16) {
+            msg.push_str(&format!(" {:#x}", *refs.add(i)));
+        }
+        if n > 16 {
+            msg.push_str(" ...");
+        }
+        msg.push('\n');
+        os::write_stderr(&[&msg]);
+        libc::abort();
+    }
+}
+
+/// Validates `p.impl_`: null, or an allocated inner pinner.
+fn inner_of(h: &Heap, p: &gc_pinner) -> Result<*mut InnerPinner, PinError> {
+    let a = p.impl_ as usize;
+    if a == 0 {
+        return Ok(std::ptr::null_mut());
+    }
+    match classify(h, a) {
+        // SAFETY: the object is allocated and at least 64 bytes (checked).
+        Ok(Target::Object(s, idx))
+            if unsafe { (*s).object_base(idx) == a && (*s).elemsize == 64 && !(*s).noscan() }
+                // SAFETY: as above.
+                && unsafe { (*(a as *const InnerPinner)).magic } == PINNER_MAGIC =>
+        {
+            Ok(a as *mut InnerPinner)
+        }
+        _ => Err(PinError::Invalid),
+    }
+}
+
+/// A fresh inner pinner with its leak finalizer, or the thread's cached one.
+fn new_inner(g: &InRuntime, h: &Heap) -> Result<*mut InnerPinner, PinError> {
+    // SAFETY: the guard's thread is the caller's own record.
+    let cached = unsafe { (*g.thread()).pinner_cache.swap(0, Relaxed) };
+    if cached != 0 {
+        return Ok(cached as *mut InnerPinner);
+    }
+    let a = malloc(g, h, 64, false).map_err(|_| PinError::NoMemory)?;
+    let inner = a as *mut InnerPinner;
+    // SAFETY: a fresh zeroed 64-byte object we own.
+    unsafe { (*inner).magic = PINNER_MAGIC };
+    let s = h.span_of_heap(a);
+    // SAFETY: `a` is the object we just allocated in span `s`.
+    let idx = unsafe { (*s).index_of(a) };
+    crate::finalizer::set(s, idx, Some(inner_pinner_finalizer), std::ptr::null_mut()).map_err(|_| PinError::NoMemory)?;
+    Ok(inner)
+}
+
+/// Makes room for `extra` more references. Inside the runtime.
+fn reserve(g: &InRuntime, h: &Heap, inner: *mut InnerPinner, extra: usize) -> Result<(), PinError> {
+    // SAFETY: `inner` is a live inner pinner owned by the caller's gc_pinner.
+    unsafe {
+        let need = (*inner).len() + extra;
+        if need <= (*inner).cap() {
+            return Ok(());
+        }
+        let new_cap = need.max((*inner).cap() * 2).max(16);
+        let arr = malloc(g, h, new_cap * std::mem::size_of::<usize>(), true).map_err(|_| PinError::NoMemory)? as *mut usize;
+        std::ptr::copy_nonoverlapping((*inner).refs(), arr, (*inner).len());
+        (*inner).store = [0; INLINE_REFS];
+        (*inner).spill = arr;
+        (*inner).spill_cap = new_cap as u32;
+    }
+    Ok(())
+}
+
+/// Pins every pointer in `ptrs` through `p`: all or nothing. Inside the runtime.
+pub fn pin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptrs: &[usize]) -> Result<(), PinError> {
+    let mut heap_objects = 0;
+    for &ptr in ptrs {
+        if let Target::Object(..) = classify(h, ptr)? {
+            heap_objects += 1;
+        }
+    }
+    if heap_objects == 0 {
+        return Ok(());
+    }
+    let mut inner = inner_of(h, p)?;
+    if inner.is_null() {
+        inner = new_inner(g, h)?;
+        p.impl_ = inner as *mut c_void;
+    }
+    reserve(g, h, inner, heap_objects)?;
+    let mut done = 0usize;
+    for &ptr in ptrs {
+        let Ok(Target::Object(s, idx)) = classify(h, ptr) else { continue };
+        if pin_object(s, idx).is_err() {
+            // Out of memory for a pin counter: undo this call's pins.
+            // SAFETY: the refs we appended below are ours to undo.
+            unsafe {
+                let refs = (*inner).refs();
+                let start = (*inner).len() - done;
+                for i in start..(*inner).len() {
+                    let base = *refs.add(i);
+                    let s2 = h.span_of_heap(base);
+                    unpin_object(s2, (*s2).index_of(base));
+                    *refs.add(i) = 0;
+                }
+                (*inner).len = start as u32;
+            }
+            return Err(PinError::NoMemory);
+        }
+        // SAFETY: capacity reserved above; the object is allocated.
+        unsafe {
+            let base = (*s).object_base(idx);
+            *(*inner).refs().add((*inner).len()) = base;
+            (*inner).len += 1;
+        }
+        done += 1;
+    }
+    Ok(())
+}
+
+/// Undoes every pin `p` made and parks its inner pinner in the thread's cache
+/// when the cache is empty. Inside the runtime. A `gc_pinner` whose `impl` is
+/// not an inner pinner is left alone (there is nothing safe to undo).
+pub fn unpin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner) {
+    let Ok(inner) = inner_of(h, p) else { return };
+    if inner.is_null() {
+        return;
+    }
+    // SAFETY: a valid inner pinner; each reference is an object this pinner
+    // pinned, hence allocated and in an in-use span.
+    unsafe {
+        let refs = (*inner).refs();
+        for i in 0..(*inner).len() {
+            let base = *refs.add(i);
+            let s = h.span_of_heap(base);
+            if s.is_null() {
+                os::throw("a pinned object's span is gone");
+            }
+            unpin_object(s, (*s).index_of(base));
+            *refs.add(i) = 0; // so the kept store does not retain the object
+        }
+        (*inner).len = 0;
+        let cache = &(*g.thread()).pinner_cache;
+        if cache.load(Relaxed) == 0 {
+            cache.store(inner as usize, Relaxed);
+            p.impl_ = std::ptr::null_mut();
+        }
+    }
+}
+
+/// Go's cgocheck for C: `Err(Unpinned)` if the object at `ptr` holds a pointer
+/// to an unpinned heap object, following pinned objects recursively (a pinned
+/// object handed to C must not lead to unpinned ones either). Non-heap memory is
+/// not checked. Inside the runtime.
+pub fn check_pointer(h: &Heap, ptr: usize) -> Result<(), CheckError> {
+    let (s, idx) = match classify(h, ptr) {
+        Ok(Target::Zero) => return Ok(()),
+        Ok(Target::Object(s, idx)) => (s, idx),
+        Err(PinError::NotGcPointer) => return Ok(()),
+        Err(PinError::Null) => return Err(CheckError::Null),
+        Err(_) => return Err(CheckError::NotAllocated),
+    };
+    let mut visited = std::collections::HashSet::new();
+    let mut work = vec![(s, idx)];
+    while let Some((s, idx)) = work.pop() {
+        // SAFETY: in-use span, allocated object (classified inside the runtime).
+        let (base, size, noscan) = unsafe { ((*s).object_base(idx), (*s).elemsize, (*s).noscan()) };
+        if noscan || !visited.insert(base) {
+            continue;
+        }
+        let mut p = base;
+        while p < base + size {
+            // SAFETY: inside an allocated object, aligned.
+            let w = unsafe { *(p as *const usize) };
+            p += std::mem::size_of::<usize>();
+            let Ok(Target::Object(s2, i2)) = classify(h, w) else { continue };
+            if pin_state(s2, i2) == 0 {
+                return Err(CheckError::Unpinned);
+            }
+            work.push((s2, i2));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum CheckError {
+    Null,
+    NotAllocated,
+    Unpinned,
+}
+
+/// Whether `ptr` is pinned: true for memory the collector does not manage. A
+/// few loads; needs no registration [Go: isPinned].
+#[inline]
+pub fn is_pinned(h: &Heap, ptr: usize) -> bool {
+    let s = h.span_of(ptr);
+    if s.is_null() {
+        return ptr != 0;
+    }
+    // SAFETY: type-stable span record (see fixalloc).
+    let idx = unsafe { (*s).index_of(ptr) };
+    pin_state(s, idx) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::Span;
+
+    fn span() -> Box<Span> {
+        // SAFETY: all-zero is a valid Span (see span tests).
+        let mut s: Box<Span> = unsafe { Box::new(std::mem::zeroed()) };
+        s.init(1 << 30, 1, 2); // class 1: 16-byte objects, 512 of them
+        for w in 0..8 {
+            s.alloc[w].store(!0, Relaxed);
+        }
+        s
+    }
+
+    #[test]
+    fn counts_move_through_bits_and_counter() {
+        let mut s = span();
+        let sp: *mut Span = &mut *s;
+        for n in 1..=100 {
+            pin_object(sp, 7).unwrap();
+            assert_eq!(pin_count(sp, 7), n);
+            assert_eq!(pin_state(sp, 7), n.min(3) as u64);
+        }
+        assert_eq!(s.pin_counters.load(Relaxed), 1);
+        assert_eq!(pin_count(sp, 6), 0);
+        assert_eq!(pin_count(sp, 8), 0);
+        for n in (0..100).rev() {
+            unpin_object(sp, 7);
+            assert_eq!(pin_count(sp, 7), n);
+        }
+        assert_eq!(s.pin_counters.load(Relaxed), 0);
+        assert!(s.specials.lock().unwrap().is_empty());
+        // SAFETY: nothing is pinned any more.
+        unsafe { free_pin_bits(sp) };
+    }
+
+    #[test]
+    fn for_each_pinned_lists_exactly_the_pinned() {
+        let mut s = span();
+        let sp: *mut Span = &mut *s;
+        for i in [0usize, 31, 32, 200, 511] {
+            pin_object(sp, i).unwrap();
+        }
+        pin_object(sp, 200).unwrap();
+        pin_object(sp, 200).unwrap();
+        let mut seen = Vec::new();
+        for_each_pinned(sp, |i| seen.push(i));
+        assert_eq!(seen, vec![0, 31, 32, 200, 511]);
+        for i in [0usize, 31, 32, 200, 200, 200, 511] {
+            unpin_object(sp, i);
+        }
+        let mut n = 0;
+        for_each_pinned(sp, |_| n += 1);
+        assert_eq!(n, 0);
+        // SAFETY: nothing is pinned any more.
+        unsafe { free_pin_bits(sp) };
+    }
+
+    #[test]
+    fn concurrent_pins_and_unpins_keep_exact_counts() {
+        let mut s = span();
+        let addr = &mut *s as *mut Span as usize;
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let sp = addr as *mut Span;
+                    for round in 0..20_000 {
+                        // Objects 0..4 are shared by all threads; 10+t is private.
+                        let shared = round % 4;
+                        let reps = 1 + (round + t) % 4; // 1..=4 pins each: crosses into state 3
+                        for _ in 0..reps {
+                            pin_object(sp, shared).unwrap();
+                            pin_object(sp, 10 + t).unwrap();
+                        }
+                        assert!(pin_count(sp, shared) >= reps);
+                        for _ in 0..reps {
+                            unpin_object(sp, shared);
+                            unpin_object(sp, 10 + t);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let sp: *mut Span = &mut *s;
+        for i in 0..16 {
+            assert_eq!(pin_count(sp, i), 0, "object {i}");
+        }
+        assert_eq!(s.pin_counters.load(Relaxed), 0);
+        assert!(s.specials.lock().unwrap().is_empty());
+        // SAFETY: nothing is pinned any more.
+        unsafe { free_pin_bits(sp) };
+    }
+}

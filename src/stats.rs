@@ -1,0 +1,111 @@
+//! Statistics [Go: MemStats].
+//!
+//! Counters about collections are updated at the end of each cycle. Heap figures
+//! (bytes and objects allocated, pinned objects) are computed exactly on demand
+//! with the world stopped, from the alloc and pin bits: the allocation and pin
+//! fast paths keep no counters at all.
+
+use std::sync::atomic::{AtomicU64, Ordering::*};
+
+use crate::gc;
+use crate::heap::Heap;
+use crate::pinner;
+use crate::span::PAGE_SIZE;
+
+/// What `gc_get_stats` reports. Every field is a plain count in bytes, objects,
+/// cycles or nanoseconds.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct gc_stats {
+    /// Bytes in allocated objects (rounded up to their size class).
+    pub heap_alloc_bytes: u64,
+    /// Bytes of heap pages held from the OS: in spans, or free but not yet
+    /// released.
+    pub heap_sys_bytes: u64,
+    /// Allocated objects.
+    pub heap_objects: u64,
+    /// Completed collections.
+    pub num_gc: u64,
+    /// Sum of all stop-the-world pauses.
+    pub pause_total_ns: u64,
+    /// Pause of the most recent collection.
+    pub last_pause_ns: u64,
+    /// Longest pause so far.
+    pub max_pause_ns: u64,
+    /// Objects with at least one pin.
+    pub pinned_objects: u64,
+    /// Finalizers waiting to run.
+    pub finalizers_queued: u64,
+    /// Free heap pages given back to the OS.
+    pub heap_released_bytes: u64,
+    /// Heap size at which the next automatic collection starts (UINT64_MAX when
+    /// automatic collection is off).
+    pub next_gc_bytes: u64,
+    /// Cumulative bytes allocated.
+    pub total_alloc_bytes: u64,
+}
+
+pub struct Stats {
+    pub num_gc: AtomicU64,
+    pub pause_total_ns: AtomicU64,
+    pub last_pause_ns: AtomicU64,
+    pub max_pause_ns: AtomicU64,
+    pub next_gc: AtomicU64,
+    /// Bytes allocated up to the last sweep.
+    pub total_alloc_swept: AtomicU64,
+}
+
+impl Stats {
+    pub const fn new() -> Stats {
+        Stats {
+            num_gc: AtomicU64::new(0),
+            pause_total_ns: AtomicU64::new(0),
+            last_pause_ns: AtomicU64::new(0),
+            max_pause_ns: AtomicU64::new(0),
+            next_gc: AtomicU64::new(0),
+            total_alloc_swept: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a finished cycle (called by the collector, world lock held).
+    pub fn record_cycle(&self, pause_ns: u64, next_gc: usize, allocated: usize) {
+        self.num_gc.fetch_add(1, Relaxed);
+        self.pause_total_ns.fetch_add(pause_ns, Relaxed);
+        self.last_pause_ns.store(pause_ns, Relaxed);
+        self.max_pause_ns.fetch_max(pause_ns, Relaxed);
+        self.next_gc.store(if next_gc == usize::MAX { u64::MAX } else { next_gc as u64 }, Relaxed);
+        self.total_alloc_swept.fetch_add(allocated as u64, Relaxed);
+    }
+}
+
+/// Gathers the statistics, stopping the world briefly for the heap figures.
+/// Outside the runtime.
+pub fn read(h: &Heap) -> gc_stats {
+    let mut out = gc::with_world_stopped(h, |h, _w, pa| {
+        let mut st = gc_stats::default();
+        let mut since = 0u64;
+        // SAFETY: the world is stopped and the page lock held.
+        unsafe {
+            h.for_each_span(pa.high_water, |s| {
+                let n = (*s).count_allocated() as u64;
+                st.heap_objects += n;
+                st.heap_alloc_bytes += n * (*s).elemsize as u64;
+                since += n.saturating_sub((*s).swept_count as u64) * (*s).elemsize as u64;
+                pinner::for_each_pinned(s, |_| st.pinned_objects += 1);
+            });
+        }
+        st.heap_sys_bytes = ((pa.in_use + pa.free_dirty) * PAGE_SIZE) as u64;
+        st.heap_released_bytes = (pa.released_pages() * PAGE_SIZE) as u64;
+        st.total_alloc_bytes = h.stats.total_alloc_swept.load(Relaxed) + since;
+        st.finalizers_queued = h.finq.len() as u64;
+        st
+    })
+    .unwrap_or_default();
+    let s = &h.stats;
+    out.num_gc = s.num_gc.load(Relaxed);
+    out.pause_total_ns = s.pause_total_ns.load(Relaxed);
+    out.last_pause_ns = s.last_pause_ns.load(Relaxed);
+    out.max_pause_ns = s.max_pause_ns.load(Relaxed);
+    out.next_gc_bytes = s.next_gc.load(Relaxed);
+    out
+}

@@ -1,0 +1,403 @@
+//! Threads: registration, the in-runtime guard, and stopping the world.
+//!
+//! Every thread that calls into gcpin is registered (its first call does it, or
+//! `gc_thread_register`): a `ThreadState` records its stack bounds and owns its
+//! mcache. A pthread key destructor unregisters it when it exits.
+//!
+//! Stopping the world [libgc: pthread_stop_world.c, written afresh]: the collector
+//! holds the world lock, sends the suspend signal (SIGPWR unless
+//! `GCPIN_SIG_SUSPEND` says otherwise) to every other registered thread and waits
+//! until each has acknowledged. The handler records the thread's stack pointer —
+//! the kernel saved every register of the interrupted code in the signal frame,
+//! which lies on the thread's stack above that point, so scanning from there to
+//! the stack base covers registers and stack alike — then waits on a futex until
+//! the world restarts. No restart signal is needed. The handler is installed with
+//! `SA_RESTART`, so interrupted system calls resume.
+//!
+//! The in-runtime guard: a thread must never be stopped halfway through an update
+//! of the heap (its mcache, a span's bits, a lock held). While `in_runtime` is
+//! set, the handler only notes `suspend_pending` and returns; the thread suspends
+//! itself (re-raising the signal) the moment it leaves the runtime. Both flags are
+//! only ever touched by the thread itself and its own signal handler, so
+//! compiler fences suffice.
+//!
+//! Lock discipline that makes this deadlock-free:
+//! - Every runtime lock (page heap, mcentral, specials, pools, roots, finalizer
+//!   queue) is taken only inside the runtime, so no stopped thread holds one.
+//! - Nothing inside the runtime ever waits for the world lock or for a collection.
+//!   A thread that wants to collect leaves the runtime first.
+//! - The world lock is held by collectors and by (un)registration, outside the
+//!   runtime. A thread waiting for it can be stopped; a thread holding it is
+//!   never stopped, because stopping requires it.
+
+use std::cell::{Cell, UnsafeCell};
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicUsize, Ordering::*};
+use std::sync::{MutexGuard, Once};
+
+use crate::heap::{heap, Heap};
+use crate::mark::Marker;
+use crate::mcache::Mcache;
+use crate::os;
+
+pub struct ThreadState {
+    /// Set while the thread is inside the runtime (see the guard).
+    pub in_runtime: AtomicBool,
+    /// A stop request arrived while in the runtime.
+    pub suspend_pending: AtomicBool,
+    /// Stack pointer saved by the suspend handler; 0 when not stopped.
+    pub stopped_sp: AtomicUsize,
+    pub stack_lo: usize,
+    pub stack_hi: usize,
+    pub pthread: libc::pthread_t,
+    pub mcache: UnsafeCell<Mcache>,
+    /// A free inner pinner for reuse, or 0 [Go: p.pinnerCache]. Emptied by
+    /// every collection: this memory is not scanned.
+    pub pinner_cache: AtomicUsize,
+}
+
+/// The registry of threads; its mutex is the collection lock.
+pub struct World {
+    pub threads: Vec<*mut ThreadState>,
+    pub marker: Marker,
+}
+
+// SAFETY: the thread records are owned by the registry and only used under the
+// world lock or by their own thread.
+unsafe impl Send for World {}
+
+impl World {
+    pub fn new() -> World {
+        World { threads: Vec::new(), marker: Marker::new() }
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<*mut ThreadState> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Whether a collector is stopping (or has stopped) the world.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Acknowledgements from stopped threads in the current stop.
+static ACKS: AtomicU32 = AtomicU32::new(0);
+/// Bumped to restart the world.
+static EPOCH: AtomicU32 = AtomicU32::new(0);
+
+static SETUP: Once = Once::new();
+static mut SIG_SUSPEND: i32 = 0;
+static mut THREAD_KEY: libc::pthread_key_t = 0;
+
+fn sig_suspend() -> i32 {
+    // SAFETY: written once inside SETUP before any thread can read it.
+    unsafe { SIG_SUSPEND }
+}
+
+/// The calling thread's record, or null if it is not registered.
+#[inline]
+pub fn current() -> *mut ThreadState {
+    CURRENT.with(|c| c.get())
+}
+
+/// The calling thread's record, registering it first if needed.
+#[inline]
+pub fn current_or_register() -> Option<*mut ThreadState> {
+    let t = current();
+    if !t.is_null() {
+        return Some(t);
+    }
+    register()
+}
+
+/// Marks the thread as inside the runtime for the guard's lifetime.
+pub struct InRuntime(*mut ThreadState);
+
+impl InRuntime {
+    #[inline]
+    pub fn enter(ts: *mut ThreadState) -> InRuntime {
+        // SAFETY: `ts` is the calling thread's live record.
+        unsafe { (*ts).in_runtime.store(true, Relaxed) };
+        compiler_fence(SeqCst);
+        InRuntime(ts)
+    }
+
+    #[inline]
+    pub fn thread(&self) -> *mut ThreadState {
+        self.0
+    }
+}
+
+impl Drop for InRuntime {
+    #[inline]
+    fn drop(&mut self) {
+        compiler_fence(SeqCst);
+        // SAFETY: `self.0` is the calling thread's live record.
+        unsafe {
+            (*self.0).in_runtime.store(false, Relaxed);
+            compiler_fence(SeqCst);
+            if (*self.0).suspend_pending.load(Relaxed) {
+                (*self.0).suspend_pending.store(false, Relaxed);
+                // Deliver the deferred stop to ourselves: the handler runs before
+                // pthread_kill returns and parks us until the world restarts.
+                libc::pthread_kill(libc::pthread_self(), sig_suspend());
+            }
+        }
+    }
+}
+
+/// Locks the world. Must be called outside the runtime.
+pub fn lock_world(h: &Heap) -> MutexGuard<'_, World> {
+    debug_assert!({
+        let t = current();
+        t.is_null() || !unsafe { (*t).in_runtime.load(Relaxed) }
+    });
+    h.world.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: errno is thread-local; we restore it so the interrupted code does
+    // not see our futex calls' errors.
+    let saved_errno = unsafe { *libc::__errno_location() };
+    let ts = current();
+    if !ts.is_null() && STOPPING.load(Acquire) {
+        // SAFETY: `ts` is this thread's record; only it and this handler touch
+        // the two flags.
+        unsafe {
+            if (*ts).in_runtime.load(Relaxed) {
+                (*ts).suspend_pending.store(true, Relaxed);
+            } else {
+                park(ts);
+            }
+        }
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved_errno };
+}
+
+/// Records where the stack ends, acknowledges, and waits for the restart.
+#[inline(never)]
+fn park(ts: *mut ThreadState) {
+    let epoch = EPOCH.load(Acquire);
+    let marker = 0usize;
+    let sp = std::hint::black_box(&marker) as *const usize as usize;
+    // SAFETY: `ts` is this thread's live record.
+    unsafe { (*ts).stopped_sp.store(sp, Release) };
+    ACKS.fetch_add(1, Release);
+    os::futex_wake(&ACKS, 1);
+    while EPOCH.load(Acquire) == epoch {
+        os::futex_wait(&EPOCH, epoch, None);
+    }
+    // SAFETY: as above.
+    unsafe { (*ts).stopped_sp.store(0, Relaxed) };
+}
+
+/// Stops every registered thread but `me`. The caller holds the world lock and is
+/// outside the runtime. Returns when all of them are parked.
+pub fn stop_the_world(world: &World, me: *mut ThreadState) {
+    ACKS.store(0, SeqCst);
+    STOPPING.store(true, SeqCst);
+    let mut sent = 0u32;
+    for &t in &world.threads {
+        if t == me {
+            continue;
+        }
+        // SAFETY: records in the registry are live while we hold the world lock.
+        let r = unsafe { libc::pthread_kill((*t).pthread, sig_suspend()) };
+        if r == 0 {
+            sent += 1;
+        }
+    }
+    loop {
+        let a = ACKS.load(Acquire);
+        if a >= sent {
+            break;
+        }
+        os::futex_wait(&ACKS, a, Some(1_000_000));
+    }
+}
+
+/// Restarts the threads stopped by `stop_the_world`.
+pub fn start_the_world() {
+    STOPPING.store(false, SeqCst);
+    EPOCH.fetch_add(1, Release);
+    os::futex_wake(&EPOCH, i32::MAX);
+}
+
+/// Stack range `[lo, hi)` of the calling thread.
+fn stack_bounds() -> Option<(usize, usize)> {
+    // SAFETY: pthread_getattr_np fills the attr we own; we destroy it after use.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let r = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        if r != 0 {
+            return None;
+        }
+        Some((addr as usize, addr as usize + size))
+    }
+}
+
+extern "C" fn thread_exit_destructor(p: *mut libc::c_void) {
+    let ts = p as *mut ThreadState;
+    if !ts.is_null() && current() == ts {
+        unregister(ts);
+    }
+}
+
+fn setup(h: &Heap) {
+    SETUP.call_once(|| {
+        // SAFETY: one-time process setup inside Once: installs our handler for the
+        // suspend signal and creates the key whose destructor unregisters threads.
+        unsafe {
+            SIG_SUSPEND = h.config.sig_suspend;
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = suspend_handler as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(SIG_SUSPEND, &sa, std::ptr::null_mut()) != 0 {
+                os::throw("cannot install the suspend signal handler");
+            }
+            if libc::pthread_key_create(std::ptr::addr_of_mut!(THREAD_KEY), Some(thread_exit_destructor)) != 0 {
+                os::throw("cannot create the thread key");
+            }
+            libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+        }
+    });
+}
+
+/// Registers the calling thread. Returns its record, or None when its stack
+/// bounds cannot be determined.
+pub fn register() -> Option<*mut ThreadState> {
+    let t = current();
+    if !t.is_null() {
+        return Some(t);
+    }
+    let h = heap();
+    setup(h);
+    let (lo, hi) = stack_bounds()?;
+    let ts = Box::into_raw(Box::new(ThreadState {
+        in_runtime: AtomicBool::new(false),
+        suspend_pending: AtomicBool::new(false),
+        stopped_sp: AtomicUsize::new(0),
+        stack_lo: lo,
+        stack_hi: hi,
+        // SAFETY: pthread_self has no preconditions.
+        pthread: unsafe { libc::pthread_self() },
+        mcache: UnsafeCell::new(Mcache::new()),
+        pinner_cache: AtomicUsize::new(0),
+    }));
+    {
+        let mut w = lock_world(h);
+        w.threads.push(ts);
+        // Publish before we can be signalled: the handler finds us through TLS.
+        CURRENT.with(|c| c.set(ts));
+    }
+    // SAFETY: the key was created in setup; the value is our record.
+    unsafe { libc::pthread_setspecific(THREAD_KEY, ts as *const libc::c_void) };
+    Some(ts)
+}
+
+/// Unregisters `ts`, the calling thread's record: its cached spans go back to the
+/// central lists and the record is freed. Outside the runtime.
+pub fn unregister(ts: *mut ThreadState) {
+    let h = heap();
+    let mut w = lock_world(h);
+    // SAFETY: `ts` is our own record; holding the world lock, no collector can be
+    // reading our mcache.
+    unsafe {
+        let _g = InRuntime::enter(ts);
+        (*(*ts).mcache.get()).release_all(h, true);
+    }
+    w.threads.retain(|&t| t != ts);
+    CURRENT.with(|c| c.set(std::ptr::null_mut()));
+    drop(w);
+    // SAFETY: key created in setup; clearing our own value.
+    unsafe { libc::pthread_setspecific(THREAD_KEY, std::ptr::null()) };
+    // SAFETY: the record is out of the registry and TLS; nobody refers to it.
+    drop(unsafe { Box::from_raw(ts) });
+}
+
+/// Runs `f` with the caller's callee-saved registers spilled to the stack, and
+/// gives it a stack address below them: scanning from there to the stack base
+/// sees every pointer the caller's frames hold in registers or on the stack.
+#[inline(never)]
+pub fn with_spilled_registers<R>(f: impl FnOnce(usize) -> R) -> R {
+    let mut regs = [0usize; 12];
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: only stores the callee-saved registers into our local array.
+    unsafe {
+        std::arch::asm!(
+            "mov [{0}], rbx", "mov [{0} + 8], rbp", "mov [{0} + 16], r12",
+            "mov [{0} + 24], r13", "mov [{0} + 32], r14", "mov [{0} + 40], r15",
+            in(reg) regs.as_mut_ptr(), options(nostack, preserves_flags)
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: only stores the callee-saved registers into our local array.
+    unsafe {
+        std::arch::asm!(
+            "stp x19, x20, [{0}]", "stp x21, x22, [{0}, #16]", "stp x23, x24, [{0}, #32]",
+            "stp x25, x26, [{0}, #48]", "stp x27, x28, [{0}, #64]", "stp x29, x30, [{0}, #80]",
+            in(reg) regs.as_mut_ptr(), options(nostack, preserves_flags)
+        );
+    }
+    let sp = std::hint::black_box(&regs) as *const _ as usize;
+    let r = f(sp);
+    std::hint::black_box(&regs);
+    r
+}
+
+// fork(): the child has only the forking thread. `prepare` stops the world so that
+// no other thread holds a runtime lock at the moment of the fork; the child then
+// drops every other thread from the registry.
+
+static mut FORK_GUARD: Option<MutexGuard<'static, World>> = None;
+
+extern "C" fn fork_prepare() {
+    let Some(h) = crate::heap::heap_if_exists() else { return };
+    let me = current();
+    if me.is_null() {
+        return;
+    }
+    let w = lock_world(h);
+    stop_the_world(&w, me);
+    // SAFETY: only the forking thread touches FORK_GUARD, between prepare and
+    // parent/child.
+    unsafe { *std::ptr::addr_of_mut!(FORK_GUARD) = Some(w) };
+}
+
+extern "C" fn fork_parent() {
+    // SAFETY: see fork_prepare.
+    if let Some(w) = unsafe { (*std::ptr::addr_of_mut!(FORK_GUARD)).take() } {
+        start_the_world();
+        drop(w);
+    }
+}
+
+extern "C" fn fork_child() {
+    // SAFETY: see fork_prepare. In the child only this thread exists.
+    if let Some(mut w) = unsafe { (*std::ptr::addr_of_mut!(FORK_GUARD)).take() } {
+        let me = current();
+        let h = heap();
+        for &t in &w.threads {
+            if t != me {
+                // SAFETY: the other threads do not exist in the child; their
+                // records are ours to dismantle.
+                unsafe {
+                    (*(*t).mcache.get()).release_all(h, false);
+                    drop(Box::from_raw(t));
+                }
+            }
+        }
+        w.threads.retain(|&t| t == me);
+        // SAFETY: `me` is our record.
+        unsafe { (*me).pthread = libc::pthread_self() };
+        STOPPING.store(false, SeqCst);
+        EPOCH.fetch_add(1, SeqCst);
+        h.finq.forget_thread();
+        drop(w);
+    }
+}
