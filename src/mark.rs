@@ -38,6 +38,8 @@ pub struct Marker {
     len: usize,
     high_water: usize,
     pub overflowed: bool,
+    /// Rescans done by `recover_overflow` over the marker's life.
+    pub overflow_rescans: usize,
     pub marked_objects: usize,
     pub marked_bytes: usize,
 }
@@ -55,7 +57,7 @@ impl Marker {
     pub fn with_capacity(cap: usize) -> Marker {
         let bytes = cap * std::mem::size_of::<(usize, usize)>();
         let stack = os::reserve(bytes).unwrap_or_else(|| os::throw("cannot reserve the mark stack"));
-        Marker { stack: stack as *mut _, cap, len: 0, high_water: 0, overflowed: false, marked_objects: 0, marked_bytes: 0 }
+        Marker { stack: stack as *mut _, cap, len: 0, high_water: 0, overflowed: false, overflow_rescans: 0, marked_objects: 0, marked_bytes: 0 }
     }
 
     fn reset(&mut self) {
@@ -164,6 +166,7 @@ impl Marker {
     pub unsafe fn recover_overflow(&mut self, h: &Heap, pa: &PageAlloc) {
         while self.overflowed {
             self.overflowed = false;
+            self.overflow_rescans += 1;
             // SAFETY: world stopped, spans cannot change.
             unsafe {
                 h.for_each_span(pa.high_water, |s| {
