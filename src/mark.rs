@@ -33,6 +33,11 @@ const WORD: usize = std::mem::size_of::<usize>();
 const DEFAULT_STACK_ENTRIES: usize = 1 << 22;
 
 pub struct Marker {
+    /// The span of the last object marked, and its address range: consecutive
+    /// pointers tend to land in the same span, and this saves the page-table load.
+    last_span: *mut Span,
+    last_lo: usize,
+    last_len: usize,
     stack: *mut (usize, usize),
     cap: usize,
     len: usize,
@@ -57,10 +62,13 @@ impl Marker {
     pub fn with_capacity(cap: usize) -> Marker {
         let bytes = cap * std::mem::size_of::<(usize, usize)>();
         let stack = os::reserve(bytes).unwrap_or_else(|| os::throw("cannot reserve the mark stack"));
-        Marker { stack: stack as *mut _, cap, len: 0, high_water: 0, overflowed: false, overflow_rescans: 0, marked_objects: 0, marked_bytes: 0 }
+        Marker { last_span: std::ptr::null_mut(), last_lo: 0, last_len: 0, stack: stack as *mut _, cap, len: 0, high_water: 0, overflowed: false, overflow_rescans: 0, marked_objects: 0, marked_bytes: 0 }
     }
 
     fn reset(&mut self) {
+        self.last_span = std::ptr::null_mut();
+        self.last_lo = 0;
+        self.last_len = 0;
         self.len = 0;
         self.overflowed = false;
         self.marked_objects = 0;
@@ -98,10 +106,16 @@ impl Marker {
     pub unsafe fn mark_object(&mut self, s: *mut Span, idx: usize) {
         // SAFETY: per the contract the span is live and only we touch mark bits.
         unsafe {
-            if !(*s).is_allocated(idx) || (&(*s).mark)[idx] {
+            if !(*s).is_allocated(idx) {
                 return;
             }
-            (*s).mark.set(idx, true);
+            // Raw word access to the bitvec array: this is the hottest line.
+            let mark = (*s).mark.as_raw_mut_slice().get_unchecked_mut(idx / 64);
+            let bit = 1u64 << (idx % 64);
+            if *mark & bit != 0 {
+                return;
+            }
+            *mark |= bit;
             self.marked_objects += 1;
             self.marked_bytes += (*s).elemsize;
             if !(*s).noscan() {
@@ -116,10 +130,21 @@ impl Marker {
     /// World stopped.
     #[inline]
     pub unsafe fn mark_word(&mut self, h: &Heap, w: usize) {
-        let s = h.span_of(w);
-        if s.is_null() {
-            return;
-        }
+        let s = if w.wrapping_sub(self.last_lo) < self.last_len {
+            self.last_span
+        } else {
+            let s = h.span_of(w);
+            if s.is_null() {
+                return;
+            }
+            // SAFETY: a published span is live while the world is stopped.
+            unsafe {
+                self.last_span = s;
+                self.last_lo = (*s).base;
+                self.last_len = (*s).npages << crate::span::PAGE_SHIFT;
+            }
+            s
+        };
         // SAFETY: a span published in the page table is in use while the world
         // is stopped.
         unsafe {
@@ -136,7 +161,7 @@ impl Marker {
         let mut p = (lo + WORD - 1) & !(WORD - 1);
         while p + WORD <= hi {
             // SAFETY: p is aligned and inside the readable range.
-            let w = unsafe { std::ptr::read_volatile(p as *const usize) };
+            let w = unsafe { std::ptr::read(p as *const usize) };
             if h.in_arena(w) {
                 // SAFETY: world stopped, per the contract.
                 unsafe { self.mark_word(h, w) };

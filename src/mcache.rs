@@ -43,18 +43,20 @@ impl Mcache {
 
     /// Allocates one object of span class `spc` (a small class). Returns the
     /// address and whether the object may hold old data and must be zeroed.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&mut self, h: &Heap, spc: usize) -> Result<(usize, bool), AllocFail> {
-        let e = &mut self.entries[spc];
+        // SAFETY: span classes are < NUM_SPAN_CLASSES by construction.
+        let e = unsafe { self.entries.get_unchecked_mut(spc) };
         if e.free != 0 {
             let bit = e.free.trailing_zeros() as usize;
             e.free &= e.free - 1;
             let idx = e.word as usize * 64 + bit;
             let s = e.span;
             // SAFETY: the span is owned by this mcache (invariant); only this
-            // thread sets its alloc bits while it is cached.
+            // thread sets its alloc bits while it is cached; `word` is below
+            // the span's bitmap length.
             unsafe {
-                let w = &(*s).alloc[e.word as usize];
+                let w = (*s).alloc.get_unchecked(e.word as usize);
                 w.store(w.load(Relaxed) | 1 << bit, Relaxed);
                 return Ok(((*s).base + idx * (*s).elemsize, (*s).needzero));
             }
