@@ -159,22 +159,29 @@ pub extern "C" fn gc_strerror(status: u32) -> *const c_char {
     }
 }
 
+#[inline]
 fn pin_entry(pinner: *mut gc_pinner, ptrs: &[usize]) -> gc_status {
     let Some(ts) = threads::current_or_register() else { return GC_ERR_THREAD };
     let h = heap();
     let r = {
         let g = InRuntime::enter(ts);
         // SAFETY: the caller passed a valid, non-NULL gc_pinner (checked).
-        pinner::pin_all(&g, h, unsafe { &mut *pinner }, ptrs)
+        let p = unsafe { &mut *pinner };
+        match ptrs {
+            [one] => pinner::pin_one(&g, h, p, *one),
+            _ => pinner::pin_all(&g, h, p, ptrs),
+        }
     };
-    if r.is_ok() && h.gc_wanted.load(std::sync::atomic::Ordering::Relaxed) {
-        gc::collect_if_wanted(h);
-    }
-    if r.is_ok() {
-        h.finq.ensure_thread(h);
-    }
     match r {
-        Ok(()) => GC_OK,
+        Ok(fresh) => {
+            if fresh {
+                // A new inner pinner: its leak finalizer needs the finalizer
+                // thread, and its allocation may have crossed the trigger.
+                h.finq.ensure_thread(h);
+                gc::collect_if_wanted(h);
+            }
+            GC_OK
+        }
         Err(e) => e.into(),
     }
 }

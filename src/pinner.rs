@@ -298,6 +298,21 @@ pub fn classify(h: &Heap, ptr: usize) -> Result<Target, PinError> {
     Ok(Target::Object(s, idx))
 }
 
+/// A pinner's reference to a pinned object: its span record and object index,
+/// packed in one word (span records live below 2^48; indices are < 2^16). Not a
+/// heap address, so a kept reference never retains an object conservatively,
+/// and unpinning needs no page-table lookup.
+#[inline]
+fn pack_ref(s: *mut Span, idx: usize) -> usize {
+    debug_assert!((s as usize) >> 48 == 0 && idx < 1 << 16);
+    s as usize | idx << 48
+}
+
+#[inline]
+fn unpack_ref(r: usize) -> (*mut Span, usize) {
+    ((r & ((1 << 48) - 1)) as *mut Span, r >> 48)
+}
+
 /// Number of references an inner pinner holds inline [seed 000: 64-byte pinner].
 pub const INLINE_REFS: usize = 5;
 const PINNER_MAGIC: u32 = 0x5049_4e52; // "PINR"
@@ -309,8 +324,8 @@ pub struct InnerPinner {
     len: u32,
     spill_cap: u32,
     _reserved: u32,
-    /// A collected noscan array of `spill_cap` object addresses; once present,
-    /// all references live there. Kept across unpins.
+    /// A collected noscan array of `spill_cap` references (`pack_ref`); once
+    /// present, all references live there. Kept across unpins.
     spill: *mut usize,
     store: [usize; INLINE_REFS],
 }
@@ -383,7 +398,8 @@ unsafe extern "C" fn inner_pinner_finalizer(obj: *mut c_void, _arg: *mut c_void)
         let refs = (*inner).refs();
         msg.push_str(&format!("gcpin: the leaked pinner holds {n} pinned object(s):"));
         for i in 0..n.min(16) {
-            msg.push_str(&format!(" {:#x}", *refs.add(i)));
+            let (s, idx) = unpack_ref(*refs.add(i));
+            msg.push_str(&format!(" {:#x}", (*s).object_base(idx)));
         }
         if n > 16 {
             msg.push_str(" ...");
@@ -394,31 +410,63 @@ unsafe extern "C" fn inner_pinner_finalizer(obj: *mut c_void, _arg: *mut c_void)
     }
 }
 
-/// Validates `p.impl_`: null, or an allocated inner pinner.
+/// Validates `p.impl_`: null, or an inner pinner (a 64-byte-aligned object of a
+/// 64-byte scan span carrying the magic). A few loads: this is on every pin.
+#[inline]
 fn inner_of(h: &Heap, p: &gc_pinner) -> Result<*mut InnerPinner, PinError> {
     let a = p.impl_ as usize;
     if a == 0 {
         return Ok(std::ptr::null_mut());
     }
-    match classify(h, a) {
-        // SAFETY: the object is allocated and at least 64 bytes (checked).
-        Ok(Target::Object(s, idx))
-            if unsafe { (*s).object_base(idx) == a && (*s).elemsize == 64 && !(*s).noscan() }
-                // SAFETY: as above.
-                && unsafe { (*(a as *const InnerPinner)).magic } == PINNER_MAGIC =>
-        {
-            Ok(a as *mut InnerPinner)
-        }
-        _ => Err(PinError::Invalid),
+    let s = h.span_of_heap(a);
+    // SAFETY: an in-use span's geometry is fixed; a 64-byte slot of it is
+    // readable memory whatever it holds.
+    let ok = a & 63 == 0
+        && !s.is_null()
+        && unsafe { (*s).elemsize == 64 && !(*s).noscan() && (*(a as *const InnerPinner)).magic == PINNER_MAGIC };
+    if ok {
+        Ok(a as *mut InnerPinner)
+    } else {
+        Err(PinError::Invalid)
     }
 }
 
-/// A fresh inner pinner with its leak finalizer, or the thread's cached one.
-fn new_inner(g: &InRuntime, h: &Heap) -> Result<*mut InnerPinner, PinError> {
-    // SAFETY: the guard's thread is the caller's own record.
-    let cached = unsafe { (*g.thread()).pinner_cache.swap(0, Relaxed) };
+/// Pins one pointer through `p`. Inside the runtime. Returns whether a new inner
+/// pinner was made (its finalizer needs the finalizer thread).
+#[inline]
+pub fn pin_one(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptr: usize) -> Result<bool, PinError> {
+    let (s, idx) = match classify(h, ptr)? {
+        Target::Zero => return Ok(false),
+        Target::Object(s, idx) => (s, idx),
+    };
+    let mut inner = inner_of(h, p)?;
+    let mut fresh = false;
+    if inner.is_null() {
+        (inner, fresh) = new_inner(g, h)?;
+        p.impl_ = inner as *mut c_void;
+    }
+    // SAFETY: a validated inner pinner owned by `p`.
+    unsafe {
+        if (*inner).len() == (*inner).cap() {
+            reserve(g, h, inner, 1)?;
+        }
+        pin_object(s, idx).map_err(|_| PinError::NoMemory)?;
+        *(*inner).refs().add((*inner).len()) = pack_ref(s, idx);
+        (*inner).len += 1;
+    }
+    Ok(fresh)
+}
+
+/// The thread's cached inner pinner, or a fresh one with its leak finalizer.
+/// The flag says whether it was freshly allocated.
+fn new_inner(g: &InRuntime, h: &Heap) -> Result<(*mut InnerPinner, bool), PinError> {
+    // SAFETY: the guard's thread is the caller's own record; only it and a
+    // collector (with this thread stopped outside the runtime) touch the cache.
+    let cache = unsafe { &(*g.thread()).pinner_cache };
+    let cached = cache.load(Relaxed);
     if cached != 0 {
-        return Ok(cached as *mut InnerPinner);
+        cache.store(0, Relaxed);
+        return Ok((cached as *mut InnerPinner, false));
     }
     let a = malloc(g, h, 64, false).map_err(|_| PinError::NoMemory)?;
     let inner = a as *mut InnerPinner;
@@ -428,7 +476,7 @@ fn new_inner(g: &InRuntime, h: &Heap) -> Result<*mut InnerPinner, PinError> {
     // SAFETY: `a` is the object we just allocated in span `s`.
     let idx = unsafe { (*s).index_of(a) };
     crate::finalizer::set(s, idx, Some(inner_pinner_finalizer), std::ptr::null_mut()).map_err(|_| PinError::NoMemory)?;
-    Ok(inner)
+    Ok((inner, true))
 }
 
 /// Makes room for `extra` more references. Inside the runtime.
@@ -450,7 +498,7 @@ fn reserve(g: &InRuntime, h: &Heap, inner: *mut InnerPinner, extra: usize) -> Re
 }
 
 /// Pins every pointer in `ptrs` through `p`: all or nothing. Inside the runtime.
-pub fn pin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptrs: &[usize]) -> Result<(), PinError> {
+pub fn pin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptrs: &[usize]) -> Result<bool, PinError> {
     let mut heap_objects = 0;
     for &ptr in ptrs {
         if let Target::Object(..) = classify(h, ptr)? {
@@ -458,11 +506,12 @@ pub fn pin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptrs: &[usize]) -> Re
         }
     }
     if heap_objects == 0 {
-        return Ok(());
+        return Ok(false);
     }
     let mut inner = inner_of(h, p)?;
+    let mut fresh = false;
     if inner.is_null() {
-        inner = new_inner(g, h)?;
+        (inner, fresh) = new_inner(g, h)?;
         p.impl_ = inner as *mut c_void;
     }
     reserve(g, h, inner, heap_objects)?;
@@ -476,10 +525,8 @@ pub fn pin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptrs: &[usize]) -> Re
                 let refs = (*inner).refs();
                 let start = (*inner).len() - done;
                 for i in start..(*inner).len() {
-                    let base = *refs.add(i);
-                    let s2 = h.span_of_heap(base);
-                    unpin_object(s2, (*s2).index_of(base));
-                    *refs.add(i) = 0;
+                    let (s2, i2) = unpack_ref(*refs.add(i));
+                    unpin_object(s2, i2);
                 }
                 (*inner).len = start as u32;
             }
@@ -487,13 +534,12 @@ pub fn pin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptrs: &[usize]) -> Re
         }
         // SAFETY: capacity reserved above; the object is allocated.
         unsafe {
-            let base = (*s).object_base(idx);
-            *(*inner).refs().add((*inner).len()) = base;
+            *(*inner).refs().add((*inner).len()) = pack_ref(s, idx);
             (*inner).len += 1;
         }
         done += 1;
     }
-    Ok(())
+    Ok(fresh)
 }
 
 /// Undoes every pin `p` made and parks its inner pinner in the thread's cache
@@ -509,13 +555,8 @@ pub fn unpin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner) {
     unsafe {
         let refs = (*inner).refs();
         for i in 0..(*inner).len() {
-            let base = *refs.add(i);
-            let s = h.span_of_heap(base);
-            if s.is_null() {
-                os::throw("a pinned object's span is gone");
-            }
-            unpin_object(s, (*s).index_of(base));
-            *refs.add(i) = 0; // so the kept store does not retain the object
+            let (s, idx) = unpack_ref(*refs.add(i));
+            unpin_object(s, idx);
         }
         (*inner).len = 0;
         let cache = &(*g.thread()).pinner_cache;
@@ -574,7 +615,9 @@ pub enum CheckError {
 pub fn is_pinned(h: &Heap, ptr: usize) -> bool {
     let s = h.span_of(ptr);
     if s.is_null() {
-        return ptr != 0;
+        // Outside the arena: memory the collector never moves or frees. Inside
+        // it but on free pages: no object, so nothing is pinned there.
+        return ptr != 0 && !h.in_arena(ptr);
     }
     // SAFETY: type-stable span record (see fixalloc).
     let idx = unsafe { (*s).index_of(ptr) };

@@ -98,12 +98,10 @@ impl Span {
     /// `>= nelems` for the unused tail of a small-object span.
     #[inline]
     pub fn index_of(&self, addr: usize) -> usize {
+        // Large spans have div_magic 0, so their one object is index 0 without a
+        // branch.
         let off = addr - self.base;
-        if self.spanclass >> 1 == 0 {
-            0
-        } else {
-            ((off as u64 * self.div_magic as u64) >> 32) as usize
-        }
+        ((off as u64 * self.div_magic as u64) >> 32) as usize
     }
 
     #[inline]
