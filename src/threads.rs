@@ -358,10 +358,9 @@ static mut FORK_GUARD: Option<MutexGuard<'static, World>> = None;
 
 extern "C" fn fork_prepare() {
     let Some(h) = crate::heap::heap_if_exists() else { return };
-    let me = current();
-    if me.is_null() {
-        return;
-    }
+    // The forking thread must be registered: in the child it is the only thread
+    // and will own the world.
+    let Some(me) = register() else { return };
     let w = lock_world(h);
     stop_the_world(&w, me);
     // SAFETY: only the forking thread touches FORK_GUARD, between prepare and
