@@ -241,6 +241,10 @@ pub fn mark(
             let lo = if t == me { sp } else { (*t).stopped_sp.load(std::sync::atomic::Ordering::Acquire) };
             if lo != 0 && lo < (*t).stack_hi {
                 m.scan_range(h, lo, (*t).stack_hi);
+                if t != me {
+                    let regs = (*t).saved_regs.get() as usize;
+                    m.scan_range(h, regs, regs + std::mem::size_of::<[usize; crate::threads::SAVED_REGS]>());
+                }
                 m.drain(h);
             }
         }

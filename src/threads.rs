@@ -46,6 +46,11 @@ pub struct ThreadState {
     pub suspend_pending: AtomicBool,
     /// Stack pointer saved by the suspend handler; 0 when not stopped.
     pub stopped_sp: AtomicUsize,
+    /// The interrupted general registers, copied by the suspend handler from
+    /// its signal context: scanned as a root while the thread is stopped. (They
+    /// are also in the signal frame on the stack, except when the signal was
+    /// taken on an alternate signal stack.)
+    pub saved_regs: UnsafeCell<[usize; SAVED_REGS]>,
     pub stack_lo: usize,
     pub stack_hi: usize,
     pub pthread: libc::pthread_t,
@@ -69,6 +74,41 @@ impl World {
     pub fn new() -> World {
         World { threads: Vec::new(), marker: Marker::new() }
     }
+}
+
+/// General registers saved per stopped thread.
+pub const SAVED_REGS: usize = 32;
+
+/// Copies the interrupted registers out of a signal context; returns the
+/// interrupted stack pointer (0 when unknown).
+///
+/// # Safety
+/// `ctx` is the `ucontext_t` the kernel passed to a SA_SIGINFO handler.
+unsafe fn save_context(ctx: *mut libc::c_void, out: &mut [usize; SAVED_REGS]) -> usize {
+    if ctx.is_null() {
+        return 0;
+    }
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    // SAFETY: per the contract, ctx is a valid ucontext_t.
+    unsafe {
+        let uc = &*(ctx as *const libc::ucontext_t);
+        let g = &uc.uc_mcontext.gregs;
+        for (o, r) in out.iter_mut().zip(g.iter()) {
+            *o = *r as usize;
+        }
+        return g[libc::REG_RSP as usize] as usize;
+    }
+    #[cfg(all(target_arch = "aarch64", target_os = "linux"))]
+    // SAFETY: per the contract, ctx is a valid ucontext_t.
+    unsafe {
+        let uc = &*(ctx as *const libc::ucontext_t);
+        for (o, r) in out.iter_mut().zip(uc.uc_mcontext.regs.iter()) {
+            *o = *r as usize;
+        }
+        return uc.uc_mcontext.sp as usize;
+    }
+    #[allow(unreachable_code)]
+    0
 }
 
 thread_local! {
@@ -152,7 +192,7 @@ pub fn lock_world(h: &Heap) -> MutexGuard<'_, World> {
     h.world.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: errno is thread-local; we restore it so the interrupted code does
     // not see our futex calls' errors.
     let saved_errno = unsafe { *libc::__errno_location() };
@@ -164,7 +204,8 @@ extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, _c
             if (*ts).in_runtime.load(Relaxed) {
                 (*ts).suspend_pending.store(true, Relaxed);
             } else {
-                park(ts);
+                let interrupted_sp = save_context(ctx, &mut *(*ts).saved_regs.get());
+                park(ts, interrupted_sp);
             }
         }
     }
@@ -173,11 +214,26 @@ extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, _c
 }
 
 /// Records where the stack ends, acknowledges, and waits for the restart.
+///
+/// Normally the handler runs on the thread's stack, below the signal frame, and
+/// the scan starts at our own frame. If the signal was taken on an alternate
+/// signal stack, the scan starts at the interrupted stack pointer (if it lies in
+/// the thread's stack) or covers the whole stack; the registers are scanned
+/// from `saved_regs` either way.
 #[inline(never)]
-fn park(ts: *mut ThreadState) {
+fn park(ts: *mut ThreadState, interrupted_sp: usize) {
     let epoch = EPOCH.load(Acquire);
     let marker = 0usize;
-    let sp = std::hint::black_box(&marker) as *const usize as usize;
+    let here = std::hint::black_box(&marker) as *const usize as usize;
+    // SAFETY: `ts` is this thread's live record.
+    let (lo, hi) = unsafe { ((*ts).stack_lo, (*ts).stack_hi) };
+    let sp = if here >= lo && here < hi {
+        here
+    } else if interrupted_sp >= lo && interrupted_sp < hi {
+        interrupted_sp.saturating_sub(128).max(lo) // and the red zone below it
+    } else {
+        lo
+    };
     // SAFETY: `ts` is this thread's live record.
     unsafe { (*ts).stopped_sp.store(sp, Release) };
     ACKS.fetch_add(1, Release);
@@ -282,6 +338,7 @@ pub fn register() -> Option<*mut ThreadState> {
         in_runtime: AtomicBool::new(false),
         suspend_pending: AtomicBool::new(false),
         stopped_sp: AtomicUsize::new(0),
+        saved_regs: UnsafeCell::new([0; SAVED_REGS]),
         stack_lo: lo,
         stack_hi: hi,
         // SAFETY: pthread_self has no preconditions.
