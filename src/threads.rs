@@ -187,6 +187,7 @@ impl Drop for InRuntime {
 pub fn lock_world(h: &Heap) -> MutexGuard<'_, World> {
     debug_assert!({
         let t = current();
+        // SAFETY: a non-null current() is this thread's live record.
         t.is_null() || !unsafe { (*t).in_runtime.load(Relaxed) }
     });
     h.world.lock().unwrap_or_else(|e| e.into_inner())
