@@ -79,12 +79,12 @@ fn alloc_entry(size: usize, noscan: bool) -> *mut c_void {
     let h = heap();
     if h.config.stress > 0 {
         // SAFETY: our own record; the stress counter is only touched by us.
-        let left = unsafe { &mut (*(*ts).mcache.get()).stress_left };
-        if *left == 0 {
-            *left = h.config.stress;
+        let left = unsafe { &(*ts).stress_left };
+        if left.get() == 0 {
+            left.set(h.config.stress);
             gc::collect(h);
         }
-        *left -= 1;
+        left.set(left.get() - 1);
     }
     let mut tries = 0;
     loop {

@@ -32,13 +32,11 @@ const EMPTY: CacheEntry = CacheEntry { span: std::ptr::null_mut(), free: 0, word
 
 pub struct Mcache {
     entries: [CacheEntry; NUM_SPAN_CLASSES],
-    /// Allocations left before a stress collection (`GCPIN_STRESS`).
-    pub stress_left: u64,
 }
 
 impl Mcache {
     pub const fn new() -> Mcache {
-        Mcache { entries: [EMPTY; NUM_SPAN_CLASSES], stress_left: 0 }
+        Mcache { entries: [EMPTY; NUM_SPAN_CLASSES] }
     }
 
     /// Allocates one object of span class `spc` (a small class). Returns the

@@ -58,6 +58,9 @@ pub struct ThreadState {
     /// A free inner pinner for reuse, or 0 [Go: p.pinnerCache]. Emptied by
     /// every collection: this memory is not scanned.
     pub pinner_cache: AtomicUsize,
+    /// Allocations left before a stress collection (`GCPIN_STRESS`); only the
+    /// thread itself touches it.
+    pub stress_left: std::cell::Cell<u64>,
 }
 
 /// The registry of threads; its mutex is the collection lock.
@@ -346,6 +349,7 @@ pub fn register() -> Option<*mut ThreadState> {
         pthread: unsafe { libc::pthread_self() },
         mcache: UnsafeCell::new(Mcache::new()),
         pinner_cache: AtomicUsize::new(0),
+        stress_left: Cell::new(0),
     }));
     {
         let mut w = lock_world(h);
