@@ -29,6 +29,19 @@ use crate::specials::KIND_FINALIZER;
 use crate::threads::ThreadState;
 
 const WORD: usize = std::mem::size_of::<usize>();
+
+/// Hints the CPU to bring the cache line at `addr` in; a no-op where there is
+/// no such instruction. Never faults.
+#[inline(always)]
+fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint and never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(addr as *const i8, std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
 /// Default mark stack: 4 Mi entries (64 MiB of address space, touched on demand).
 const DEFAULT_STACK_ENTRIES: usize = 1 << 22;
 
@@ -172,13 +185,33 @@ impl Marker {
 
     /// Scans queued objects until the stack is empty.
     ///
+    /// Objects go from the stack through a small FIFO before they are scanned,
+    /// and each is prefetched as it enters: by the time it leaves, its memory is
+    /// (usually) in cache. Marking a tree or graph laid out in allocation order is
+    /// otherwise one cache miss per object [Cher et al., "Software prefetching
+    /// for mark-sweep garbage collection", 2004].
+    ///
     /// # Safety
     /// World stopped.
     pub unsafe fn drain(&mut self, h: &Heap) {
-        while self.len > 0 {
-            self.len -= 1;
-            // SAFETY: entries below len were pushed by us.
-            let (base, len) = unsafe { *self.stack.add(self.len) };
+        const FIFO: usize = 16;
+        let mut fifo = [(0usize, 0usize); FIFO];
+        let (mut head, mut count) = (0usize, 0usize);
+        loop {
+            while count < FIFO && self.len > 0 {
+                self.len -= 1;
+                // SAFETY: entries below len were pushed by us.
+                let e = unsafe { *self.stack.add(self.len) };
+                prefetch(e.0);
+                fifo[(head + count) % FIFO] = e;
+                count += 1;
+            }
+            if count == 0 {
+                return;
+            }
+            let (base, len) = fifo[head];
+            head = (head + 1) % FIFO;
+            count -= 1;
             // SAFETY: the range is a marked, allocated heap object.
             unsafe { self.scan_range(h, base, base + len) };
         }
