@@ -375,15 +375,29 @@ pub fn set_leak_handler(f: gc_leak_fn, arg: *mut c_void) {
 }
 
 /// The finalizer of every inner pinner: a no-op for an empty one, the leak
-/// report for one that still holds pins (which then stay pinned).
+/// report for one that still holds pins (which then stay pinned). Runs on the
+/// finalizer thread or in gc_run_finalizers, outside the runtime.
 unsafe extern "C" fn inner_pinner_finalizer(obj: *mut c_void, _arg: *mut c_void) {
     let inner = obj as *mut InnerPinner;
     // SAFETY: the object is an inner pinner kept alive by the finalizer queue
-    // and then by our caller's stack.
-    let n = unsafe { (*inner).len() };
-    if n == 0 {
+    // and then by our caller's stack; refs() points at `len` valid entries.
+    let mut objects: Vec<usize> = unsafe {
+        let refs = (*inner).refs();
+        (0..(*inner).len())
+            .map(|i| {
+                let (s, idx) = unpack_ref(*refs.add(i));
+                (*s).object_base(idx)
+            })
+            .collect()
+    };
+    if objects.is_empty() {
         return;
     }
+    // The handler gets the number of objects: an object pinned twice through
+    // this pinner counts once.
+    objects.sort_unstable();
+    objects.dedup();
+    let n = objects.len();
     let handler = LEAK_HANDLER.load(Acquire);
     if handler != 0 {
         // SAFETY: stored from a valid gc_leak_fn by set_leak_handler.
@@ -393,21 +407,17 @@ unsafe extern "C" fn inner_pinner_finalizer(obj: *mut c_void, _arg: *mut c_void)
         return;
     }
     let mut msg = String::from("gcpin: found leaking pinned pointer; forgot to call pinner_unpin()?\n");
-    // SAFETY: as above; refs() points at `len` valid entries.
-    unsafe {
-        let refs = (*inner).refs();
-        msg.push_str(&format!("gcpin: the leaked pinner holds {n} pinned object(s):"));
-        for i in 0..n.min(16) {
-            let (s, idx) = unpack_ref(*refs.add(i));
-            msg.push_str(&format!(" {:#x}", (*s).object_base(idx)));
-        }
-        if n > 16 {
-            msg.push_str(" ...");
-        }
-        msg.push('\n');
-        os::write_stderr(&[&msg]);
-        libc::abort();
+    msg.push_str(&format!("gcpin: the leaked pinner holds {n} pinned object(s):"));
+    for a in objects.iter().take(16) {
+        msg.push_str(&format!(" {a:#x}"));
     }
+    if n > 16 {
+        msg.push_str(" ...");
+    }
+    msg.push('\n');
+    os::write_stderr(&[&msg]);
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() };
 }
 
 /// Validates `p.impl_`: null, or an inner pinner: a 64-byte-aligned arena
