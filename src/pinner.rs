@@ -132,8 +132,27 @@ pub fn for_each_pinned(s: *mut Span, mut f: impl FnMut(usize)) {
 }
 
 /// Adds one pin to object `idx` of `s`. Inside the runtime; the object is
-/// allocated.
+/// allocated. The common case — pin bits present, fewer than two pins, no
+/// interference — is one compare-and-swap, inlined into the caller.
+#[inline]
 pub fn pin_object(s: *mut Span, idx: usize) -> Result<(), AllocFail> {
+    // SAFETY: `s` is in use; a non-null `pins` is its live pin-bit array.
+    let pb = unsafe { (*s).pins.load(Acquire) };
+    if !pb.is_null() {
+        let (w, sh) = slot(idx);
+        // SAFETY: as above.
+        let word = unsafe { &(*pb).words[w] };
+        let old = word.load(Relaxed);
+        if (old >> sh) & STATE_MASK < 2 && word.compare_exchange(old, old + (1 << sh), AcqRel, Relaxed).is_ok() {
+            return Ok(());
+        }
+    }
+    pin_object_slow(s, idx)
+}
+
+#[cold]
+#[inline(never)]
+fn pin_object_slow(s: *mut Span, idx: usize) -> Result<(), AllocFail> {
     let pb = pin_bits(s)?;
     let (w, sh) = slot(idx);
     // SAFETY: `pb` is the live pin-bit array of the in-use span `s`.
@@ -191,8 +210,28 @@ pub fn pin_object(s: *mut Span, idx: usize) -> Result<(), AllocFail> {
 
 /// Removes one pin from object `idx` of `s`. Inside the runtime. Aborts if the
 /// object is not pinned: a pinner only unpins what it pinned, so that is a broken
-/// invariant (or a `gc_pinner` used by two threads at once).
+/// invariant (or a `gc_pinner` used by two threads at once). The common case is
+/// one inlined compare-and-swap.
+#[inline]
 pub fn unpin_object(s: *mut Span, idx: usize) {
+    // SAFETY: a pinned object keeps its span in use and its pin bits.
+    let pb = unsafe { (*s).pins.load(Acquire) };
+    if !pb.is_null() {
+        let (w, sh) = slot(idx);
+        // SAFETY: live pin-bit array.
+        let word = unsafe { &(*pb).words[w] };
+        let old = word.load(Relaxed);
+        let st = (old >> sh) & STATE_MASK;
+        if (st == 1 || st == 2) && word.compare_exchange(old, old - (1 << sh), AcqRel, Relaxed).is_ok() {
+            return;
+        }
+    }
+    unpin_object_slow(s, idx)
+}
+
+#[cold]
+#[inline(never)]
+fn unpin_object_slow(s: *mut Span, idx: usize) {
     // SAFETY: an object with a pin keeps its span in use and its pin bits.
     let pb = unsafe { (*s).pins.load(Acquire) };
     if pb.is_null() {
