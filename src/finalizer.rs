@@ -135,21 +135,25 @@ pub fn run_queued(h: &Heap, max: usize) -> usize {
     let Some(ts) = threads::current_or_register() else { return 0 };
     let mut ran = 0;
     while ran < max {
-        let sp = {
+        // Pop the record and copy the object's address out of it without leaving
+        // the runtime: once off the queue, the record (off-heap, not scanned) is
+        // the only place that address lives until it is in our locals, which the
+        // collector scans with our stack and registers. A collection between the
+        // two would free the object under its finalizer.
+        let (func, obj, arg) = {
             let _g = InRuntime::enter(ts);
-            h.finq.pop()
+            let sp = h.finq.pop();
+            if sp.is_null() {
+                break;
+            }
+            // SAFETY: we popped the record, so it is ours, and it is off every
+            // list; the queue kept the object alive until now.
+            unsafe {
+                let fields = ((*sp).func, (*sp).obj, (*sp).arg);
+                free_special(sp);
+                fields
+            }
         };
-        if sp.is_null() {
-            break;
-        }
-        // SAFETY: we popped the record, so it is ours; the object is still
-        // allocated (the queue kept it alive until now and our stack holds it).
-        let (func, obj, arg) = unsafe { ((*sp).func, (*sp).obj, (*sp).arg) };
-        {
-            let _g = InRuntime::enter(ts);
-            // SAFETY: the record is off every list.
-            unsafe { free_special(sp) };
-        }
         if let Some(f) = func {
             let obj = std::hint::black_box(obj);
             // SAFETY: the user registered this function for this object.

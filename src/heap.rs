@@ -232,11 +232,26 @@ unsafe impl Sync for Heap {}
 unsafe impl Send for Heap {}
 
 static HEAP: OnceLock<Heap> = OnceLock::new();
+/// Held while the heap is created, and by a forking thread across `fork()`, so
+/// that a child never inherits a half-made heap.
+pub static HEAP_INIT: Mutex<()> = Mutex::new(());
 
 /// The process's heap, created on first use.
 #[inline]
 pub fn heap() -> &'static Heap {
-    HEAP.get_or_init(Heap::new)
+    match HEAP.get() {
+        Some(h) => h,
+        None => heap_slow(),
+    }
+}
+
+#[cold]
+fn heap_slow() -> &'static Heap {
+    let _g = HEAP_INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let h = HEAP.get_or_init(Heap::new);
+    // Signal handler, thread key and fork handlers, also under the init lock.
+    crate::threads::setup(h);
+    h
 }
 
 /// The heap if it exists already (for paths that must not create it).

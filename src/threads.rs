@@ -12,7 +12,10 @@
 //! which lies on the thread's stack above that point, so scanning from there to
 //! the stack base covers registers and stack alike — then waits on a futex until
 //! the world restarts. No restart signal is needed. The handler is installed with
-//! `SA_RESTART`, so interrupted system calls resume.
+//! `SA_RESTART`, so interrupted system calls resume. Each stop has a sequence
+//! number and each thread acknowledges the number it parked for, so a signal
+//! that arrives late (after its stop ended) or twice is never miscounted; a
+//! thread that has not acknowledged after 100 ms is signalled again.
 //!
 //! The in-runtime guard: a thread must never be stopped halfway through an update
 //! of the heap (its mcache, a span's bits, a lock held). While `in_runtime` is
@@ -46,6 +49,8 @@ pub struct ThreadState {
     pub suspend_pending: AtomicBool,
     /// Stack pointer saved by the suspend handler; 0 when not stopped.
     pub stopped_sp: AtomicUsize,
+    /// The stop (`STOP_SEQ` value) this thread last parked for.
+    pub acked_seq: AtomicU32,
     /// The interrupted general registers, copied by the suspend handler from
     /// its signal context: scanned as a root while the thread is stopped. (They
     /// are also in the signal frame on the stack, except when the signal was
@@ -118,12 +123,15 @@ thread_local! {
     static CURRENT: Cell<*mut ThreadState> = const { Cell::new(std::ptr::null_mut()) };
 }
 
-/// Whether a collector is stopping (or has stopped) the world.
-static STOPPING: AtomicBool = AtomicBool::new(false);
-/// Acknowledgements from stopped threads in the current stop.
-static ACKS: AtomicU32 = AtomicU32::new(0);
-/// Bumped to restart the world.
-static EPOCH: AtomicU32 = AtomicU32::new(0);
+/// The stop sequence number: odd while a collector stops (or has stopped) the
+/// world, even otherwise. Each stop and each restart bumps it by one. A parked
+/// thread acknowledges the exact stop it parked for (`ThreadState::acked_seq`)
+/// and waits until the number changes, so a late or repeated signal can never be
+/// counted for the wrong stop.
+static STOP_SEQ: AtomicU32 = AtomicU32::new(0);
+/// Rung (incremented and futex-woken) by every acknowledgement, to wake the
+/// collector; the acknowledgements themselves are per thread.
+static ACK_BELL: AtomicU32 = AtomicU32::new(0);
 
 static SETUP: Once = Once::new();
 static mut SIG_SUSPEND: i32 = 0;
@@ -201,7 +209,8 @@ extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ct
     // not see our futex calls' errors.
     let saved_errno = unsafe { *libc::__errno_location() };
     let ts = current();
-    if !ts.is_null() && STOPPING.load(Acquire) {
+    let seq = STOP_SEQ.load(Acquire);
+    if !ts.is_null() && seq & 1 == 1 {
         // SAFETY: `ts` is this thread's record; only it and this handler touch
         // the two flags.
         unsafe {
@@ -209,7 +218,7 @@ extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ct
                 (*ts).suspend_pending.store(true, Relaxed);
             } else {
                 let interrupted_sp = save_context(ctx, &mut *(*ts).saved_regs.get());
-                park(ts, interrupted_sp);
+                park(ts, seq, interrupted_sp);
             }
         }
     }
@@ -225,8 +234,7 @@ extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ct
 /// the thread's stack) or covers the whole stack; the registers are scanned
 /// from `saved_regs` either way.
 #[inline(never)]
-fn park(ts: *mut ThreadState, interrupted_sp: usize) {
-    let epoch = EPOCH.load(Acquire);
+fn park(ts: *mut ThreadState, seq: u32, interrupted_sp: usize) {
     let marker = 0usize;
     let here = std::hint::black_box(&marker) as *const usize as usize;
     // SAFETY: `ts` is this thread's live record.
@@ -239,46 +247,60 @@ fn park(ts: *mut ThreadState, interrupted_sp: usize) {
         lo
     };
     // SAFETY: `ts` is this thread's live record.
-    unsafe { (*ts).stopped_sp.store(sp, Release) };
-    ACKS.fetch_add(1, Release);
-    os::futex_wake(&ACKS, 1);
-    while EPOCH.load(Acquire) == epoch {
-        os::futex_wait(&EPOCH, epoch, None);
+    unsafe {
+        (*ts).stopped_sp.store(sp, Release);
+        (*ts).acked_seq.store(seq, Release);
+    }
+    ACK_BELL.fetch_add(1, Release);
+    os::futex_wake(&ACK_BELL, 1);
+    // If the world restarted before we got here (a late signal), this returns
+    // at once.
+    while STOP_SEQ.load(Acquire) == seq {
+        os::futex_wait(&STOP_SEQ, seq, None);
     }
     // SAFETY: as above.
     unsafe { (*ts).stopped_sp.store(0, Relaxed) };
 }
 
 /// Stops every registered thread but `me`. The caller holds the world lock and is
-/// outside the runtime. Returns when all of them are parked.
+/// outside the runtime. Returns when all of them are parked for this stop.
+/// A thread that has not acknowledged within 100 ms is signalled again (a
+/// thread inside the runtime acknowledges when it leaves it; signals are not
+/// queued, so re-sending is harmless).
 pub fn stop_the_world(world: &World, me: *mut ThreadState) {
-    ACKS.store(0, SeqCst);
-    STOPPING.store(true, SeqCst);
-    let mut sent = 0u32;
-    for &t in &world.threads {
-        if t == me {
-            continue;
+    let seq = STOP_SEQ.fetch_add(1, SeqCst) + 1;
+    debug_assert!(seq & 1 == 1);
+    let signal_unacked = || {
+        for &t in &world.threads {
+            // SAFETY: records in the registry are live while we hold the world lock.
+            unsafe {
+                if t != me && (*t).acked_seq.load(Acquire) != seq {
+                    libc::pthread_kill((*t).pthread, sig_suspend());
+                }
+            }
         }
-        // SAFETY: records in the registry are live while we hold the world lock.
-        let r = unsafe { libc::pthread_kill((*t).pthread, sig_suspend()) };
-        if r == 0 {
-            sent += 1;
-        }
-    }
+    };
+    signal_unacked();
+    let mut last_send = os::nanotime();
     loop {
-        let a = ACKS.load(Acquire);
-        if a >= sent {
-            break;
+        let bell = ACK_BELL.load(Acquire);
+        // SAFETY: as above.
+        let all = world.threads.iter().all(|&t| t == me || unsafe { (*t).acked_seq.load(Acquire) } == seq);
+        if all {
+            return;
         }
-        os::futex_wait(&ACKS, a, Some(1_000_000));
+        os::futex_wait(&ACK_BELL, bell, Some(1_000_000));
+        if os::nanotime() - last_send > 100_000_000 {
+            signal_unacked();
+            last_send = os::nanotime();
+        }
     }
 }
 
 /// Restarts the threads stopped by `stop_the_world`.
 pub fn start_the_world() {
-    STOPPING.store(false, SeqCst);
-    EPOCH.fetch_add(1, Release);
-    os::futex_wake(&EPOCH, i32::MAX);
+    STOP_SEQ.fetch_add(1, SeqCst);
+    os::futex_wake(&STOP_SEQ, i32::MAX);
 }
 
 /// Stack range `[lo, hi)` of the calling thread.
@@ -307,7 +329,7 @@ extern "C" fn thread_exit_destructor(p: *mut libc::c_void) {
     }
 }
 
-fn setup(h: &Heap) {
+pub fn setup(h: &Heap) {
     SETUP.call_once(|| {
         // SAFETY: one-time process setup inside Once: installs our handler for the
         // suspend signal and creates the key whose destructor unregisters threads.
@@ -323,7 +345,6 @@ fn setup(h: &Heap) {
             if libc::pthread_key_create(std::ptr::addr_of_mut!(THREAD_KEY), Some(thread_exit_destructor)) != 0 {
                 os::throw("cannot create the thread key");
             }
-            libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
         }
     });
 }
@@ -342,6 +363,7 @@ pub fn register() -> Option<*mut ThreadState> {
         in_runtime: AtomicBool::new(false),
         suspend_pending: AtomicBool::new(false),
         stopped_sp: AtomicUsize::new(0),
+        acked_seq: AtomicU32::new(0),
         saved_regs: UnsafeCell::new([0; SAVED_REGS]),
         stack_lo: lo,
         stack_hi: hi,
@@ -416,25 +438,45 @@ pub fn with_spilled_registers<R>(f: impl FnOnce(usize) -> R) -> R {
 // no other thread holds a runtime lock at the moment of the fork; the child then
 // drops every other thread from the registry.
 
+// The fork handlers are registered when the library is loaded (an .init_array
+// constructor), before any thread can be creating the heap: a fork in the middle
+// of that would leave the child a half-made heap and a held lock.
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_FORK_HANDLERS: extern "C" fn() = register_fork_handlers;
+
+extern "C" fn register_fork_handlers() {
+    // SAFETY: registers three functions of ours; no other state is touched.
+    unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+}
+
 static mut FORK_GUARD: Option<MutexGuard<'static, World>> = None;
+static mut FORK_INIT_GUARD: Option<MutexGuard<'static, ()>> = None;
 
 extern "C" fn fork_prepare() {
+    // Holding the init lock, no thread is halfway through creating the heap.
+    let init = crate::heap::HEAP_INIT.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: only the forking thread touches the FORK_* statics, between
+    // prepare and parent/child.
+    unsafe { *std::ptr::addr_of_mut!(FORK_INIT_GUARD) = Some(init) };
     let Some(h) = crate::heap::heap_if_exists() else { return };
     // The forking thread must be registered: in the child it is the only thread
     // and will own the world.
     let Some(me) = register() else { return };
     let w = lock_world(h);
     stop_the_world(&w, me);
-    // SAFETY: only the forking thread touches FORK_GUARD, between prepare and
-    // parent/child.
+    // SAFETY: see above.
     unsafe { *std::ptr::addr_of_mut!(FORK_GUARD) = Some(w) };
 }
 
 extern "C" fn fork_parent() {
     // SAFETY: see fork_prepare.
-    if let Some(w) = unsafe { (*std::ptr::addr_of_mut!(FORK_GUARD)).take() } {
-        start_the_world();
-        drop(w);
+    unsafe {
+        if let Some(w) = (*std::ptr::addr_of_mut!(FORK_GUARD)).take() {
+            start_the_world();
+            drop(w);
+        }
+        drop((*std::ptr::addr_of_mut!(FORK_INIT_GUARD)).take());
     }
 }
 
@@ -456,9 +498,10 @@ extern "C" fn fork_child() {
         w.threads.retain(|&t| t == me);
         // SAFETY: `me` is our record.
         unsafe { (*me).pthread = libc::pthread_self() };
-        STOPPING.store(false, SeqCst);
-        EPOCH.fetch_add(1, SeqCst);
+        STOP_SEQ.fetch_add(1, SeqCst); // even again: the world runs
         h.finq.forget_thread();
         drop(w);
     }
+    // SAFETY: see fork_prepare.
+    drop(unsafe { (*std::ptr::addr_of_mut!(FORK_INIT_GUARD)).take() });
 }
