@@ -82,7 +82,7 @@ fn alloc_entry(size: usize, noscan: bool) -> *mut c_void {
         let left = unsafe { &(*ts).stress_left };
         if left.get() == 0 {
             left.set(h.config.stress);
-            gc::collect(h);
+            gc::collect_stress(h);
         }
         left.set(left.get() - 1);
     }

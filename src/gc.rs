@@ -37,11 +37,27 @@ pub struct CycleReport {
     pub next_gc: usize,
 }
 
-/// Runs one full collection. The caller is outside the runtime. Returns false
-/// only if the calling thread could not be registered.
+/// Runs one full collection, unless one that started after this call has
+/// completed meanwhile (while we waited for the world lock: two cycles ended,
+/// so the second began after we asked). The caller is outside the runtime.
+/// Returns false only if the calling thread could not be registered.
 pub fn collect(h: &Heap) -> bool {
+    collect_unless(h, 2)
+}
+
+/// Like `collect`, but any cycle completed while waiting will do (for stress
+/// collections, which only need collections to happen often).
+pub fn collect_stress(h: &Heap) -> bool {
+    collect_unless(h, 1)
+}
+
+fn collect_unless(h: &Heap, cycles_done: u64) -> bool {
     let Some(me) = threads::current_or_register() else { return false };
+    let before = h.stats.num_gc.load(Relaxed);
     let mut w = lock_world(h);
+    if h.stats.num_gc.load(Relaxed) - before >= cycles_done {
+        return true;
+    }
     let report = cycle(h, &mut w, me);
     drop(w);
     after_cycle(h, &report);

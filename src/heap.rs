@@ -30,7 +30,7 @@ use crate::roots::RootSet;
 use crate::sizeclass::NUM_SPAN_CLASSES;
 use crate::span::{Span, PAGE_SHIFT, PAGE_SIZE, SPAN_FREE};
 use crate::stats::Stats;
-use crate::threads::World;
+use crate::threads::{World, WorldLock};
 
 /// Why a span could not be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,7 +211,7 @@ pub struct Heap {
     pub central: [Mcentral; NUM_SPAN_CLASSES],
     pub config: Config,
     /// The collection lock and the registry of threads (see `threads`).
-    pub world: Mutex<World>,
+    pub world: WorldLock,
     /// Bytes allocated or reserved by mcaches since the last collection, plus
     /// what survived it: compared against `next_gc` to trigger a collection.
     pub heap_live: AtomicUsize,
@@ -285,7 +285,7 @@ impl Heap {
             pages: Mutex::new(pages),
             central: [const { Mcentral::new() }; NUM_SPAN_CLASSES],
             config,
-            world: Mutex::new(World::new()),
+            world: WorldLock::new(World::new()),
             heap_live: AtomicUsize::new(0),
             next_gc: AtomicUsize::new(next_gc),
             gc_wanted: AtomicBool::new(false),

@@ -68,7 +68,75 @@ pub struct ThreadState {
     pub stress_left: std::cell::Cell<u64>,
 }
 
-/// The registry of threads; its mutex is the collection lock.
+/// The world lock: a FIFO ticket lock around the `World`. Fair on purpose: a
+/// thread looping on `gc_collect` must not starve another that waits to collect
+/// (or to register, unregister or fork). Waiters sleep on a futex, outside the
+/// runtime, so they can be stopped while they wait.
+pub struct WorldLock {
+    next: AtomicU32,
+    serving: AtomicU32,
+    world: UnsafeCell<World>,
+}
+
+// SAFETY: the World inside is only reached through a WorldGuard, of which the
+// ticket discipline allows one at a time.
+unsafe impl Sync for WorldLock {}
+// SAFETY: as above; World is Send.
+unsafe impl Send for WorldLock {}
+
+pub struct WorldGuard<'a> {
+    lock: &'a WorldLock,
+}
+
+impl WorldLock {
+    pub fn new(world: World) -> WorldLock {
+        WorldLock { next: AtomicU32::new(0), serving: AtomicU32::new(0), world: UnsafeCell::new(world) }
+    }
+
+    /// Waits for our turn. Outside the runtime.
+    pub fn lock(&self) -> WorldGuard<'_> {
+        let ticket = self.next.fetch_add(1, Relaxed);
+        loop {
+            let now = self.serving.load(Acquire);
+            if now == ticket {
+                return WorldGuard { lock: self };
+            }
+            os::futex_wait(&self.serving, now, None);
+        }
+    }
+}
+
+impl WorldLock {
+    /// In a forked child: forget the tickets of threads that do not exist there
+    /// (they were waiting in the parent). Only the forking thread runs.
+    fn forget_waiters(&self) {
+        self.next.store(self.serving.load(Acquire), Release);
+    }
+}
+
+impl std::ops::Deref for WorldGuard<'_> {
+    type Target = World;
+    fn deref(&self) -> &World {
+        // SAFETY: holding the guard, we are the only one using the World.
+        unsafe { &*self.lock.world.get() }
+    }
+}
+
+impl std::ops::DerefMut for WorldGuard<'_> {
+    fn deref_mut(&mut self) -> &mut World {
+        // SAFETY: as above.
+        unsafe { &mut *self.lock.world.get() }
+    }
+}
+
+impl Drop for WorldGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.serving.fetch_add(1, Release);
+        os::futex_wake(&self.lock.serving, i32::MAX);
+    }
+}
+
+/// The registry of threads, guarded by the world lock.
 pub struct World {
     pub threads: Vec<*mut ThreadState>,
     pub marker: Marker,
@@ -132,6 +200,15 @@ static STOP_SEQ: AtomicU32 = AtomicU32::new(0);
 /// Rung (incremented and futex-woken) by every acknowledgement, to wake the
 /// collector; the acknowledgements themselves are per thread.
 static ACK_BELL: AtomicU32 = AtomicU32::new(0);
+/// Threads inside `park`. A restart waits until every parked thread has left,
+/// so that each stopped thread runs again before the next stop: without this, a
+/// thread looping on gc_collect could keep a slow-to-wake thread stopped (or
+/// keep interrupting its nanosleep) indefinitely.
+static PARKED: AtomicU32 = AtomicU32::new(0);
+/// When the world last restarted, and the least time it then runs (see
+/// `stop_the_world`).
+static LAST_RESTART_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+const MIN_RUN_NS: u64 = 50_000;
 
 static SETUP: Once = Once::new();
 static mut SIG_SUSPEND: i32 = 0;
@@ -195,13 +272,13 @@ impl Drop for InRuntime {
 }
 
 /// Locks the world. Must be called outside the runtime.
-pub fn lock_world(h: &Heap) -> MutexGuard<'_, World> {
+pub fn lock_world(h: &Heap) -> WorldGuard<'_> {
     debug_assert!({
         let t = current();
         // SAFETY: a non-null current() is this thread's live record.
         t.is_null() || !unsafe { (*t).in_runtime.load(Relaxed) }
     });
-    h.world.lock().unwrap_or_else(|e| e.into_inner())
+    h.world.lock()
 }
 
 extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
@@ -235,6 +312,7 @@ extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ct
 /// from `saved_regs` either way.
 #[inline(never)]
 fn park(ts: *mut ThreadState, seq: u32, interrupted_sp: usize) {
+    PARKED.fetch_add(1, AcqRel);
     let marker = 0usize;
     let here = std::hint::black_box(&marker) as *const usize as usize;
     // SAFETY: `ts` is this thread's live record.
@@ -260,6 +338,9 @@ fn park(ts: *mut ThreadState, seq: u32, interrupted_sp: usize) {
     }
     // SAFETY: as above.
     unsafe { (*ts).stopped_sp.store(0, Relaxed) };
+    if PARKED.fetch_sub(1, AcqRel) == 1 {
+        os::futex_wake(&PARKED, i32::MAX);
+    }
 }
 
 /// Stops every registered thread but `me`. The caller holds the world lock and is
@@ -268,6 +349,16 @@ fn park(ts: *mut ThreadState, seq: u32, interrupted_sp: usize) {
 /// thread inside the runtime acknowledges when it leaves it; signals are not
 /// queued, so re-sending is harmless).
 pub fn stop_the_world(world: &World, me: *mut ThreadState) {
+    // Leave the world running for at least MIN_RUN_NS between two stops. A
+    // thread in nanosleep (never restarted by SA_RESTART) or just leaving its
+    // handler needs that time to make progress; without it, back-to-back
+    // collections (a gc_collect loop, GCPIN_STRESS=1) can starve it.
+    let since = os::nanotime().saturating_sub(LAST_RESTART_NS.load(Relaxed));
+    if since < MIN_RUN_NS {
+        let ts = libc::timespec { tv_sec: 0, tv_nsec: (MIN_RUN_NS - since) as libc::c_long };
+        // SAFETY: nanosleep reads the timespec we own; an early wake-up is fine.
+        unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+    }
     let seq = STOP_SEQ.fetch_add(1, SeqCst) + 1;
     debug_assert!(seq & 1 == 1);
     let signal_unacked = || {
@@ -297,10 +388,19 @@ pub fn stop_the_world(world: &World, me: *mut ThreadState) {
     }
 }
 
-/// Restarts the threads stopped by `stop_the_world`.
+/// Restarts the threads stopped by `stop_the_world`, and returns once every one
+/// of them has left its suspend handler (see `PARKED`).
 pub fn start_the_world() {
+    LAST_RESTART_NS.store(os::nanotime(), Relaxed);
     STOP_SEQ.fetch_add(1, SeqCst);
     os::futex_wake(&STOP_SEQ, i32::MAX);
+    loop {
+        let n = PARKED.load(Acquire);
+        if n == 0 {
+            return;
+        }
+        os::futex_wait(&PARKED, n, Some(1_000_000));
+    }
 }
 
 /// Stack range `[lo, hi)` of the calling thread.
@@ -450,7 +550,7 @@ extern "C" fn register_fork_handlers() {
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
 }
 
-static mut FORK_GUARD: Option<MutexGuard<'static, World>> = None;
+static mut FORK_GUARD: Option<WorldGuard<'static>> = None;
 static mut FORK_INIT_GUARD: Option<MutexGuard<'static, ()>> = None;
 
 extern "C" fn fork_prepare() {
@@ -499,8 +599,10 @@ extern "C" fn fork_child() {
         // SAFETY: `me` is our record.
         unsafe { (*me).pthread = libc::pthread_self() };
         STOP_SEQ.fetch_add(1, SeqCst); // even again: the world runs
+        PARKED.store(0, SeqCst); // the parked threads do not exist here
         h.finq.forget_thread();
         drop(w);
+        h.world.forget_waiters();
     }
     // SAFETY: see fork_prepare.
     drop(unsafe { (*std::ptr::addr_of_mut!(FORK_INIT_GUARD)).take() });
