@@ -1,0 +1,122 @@
+# gcpin: build, test, demo, benchmarks, install.
+#
+#   make            the library: target/release/libgcpin.{so,a} and include/gcpin.h
+#   make demo       builds everything and runs the demo
+#   make test       cargo test + every C test in c-tests/ (twice: normally and under
+#                   GCPIN_STRESS=$(STRESS_N)); ends with one "N passed, N failed" line
+#   make examples   builds examples/*.c into build/examples/
+#   make bench      benchmarks (writes BENCHMARKS.md)
+#   make install    PREFIX=/usr/local: the library, the header and gcpin.pc
+#   make clean
+#
+# System packages (libgc-dev, liburing-dev, pkg-config) come from scripts/deps.sh,
+# which the targets that need them call.
+
+SHELL := /bin/bash
+.NOTPARALLEL:
+
+PREFIX   ?= /usr/local
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+C_FLAGS   = $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Werror -Iinclude
+LIBDIR    = target/release
+C_LIBS    = -L$(LIBDIR) -lgcpin -Wl,-rpath,$(CURDIR)/$(LIBDIR) -lpthread -ldl -lm
+# The stress pass collects every STRESS_N allocations (per thread). Sized so that
+# the whole stress pass of the C suite takes well under a minute on 2 cores: it
+# measured about 20 s of CPU time at 2000 (about 50 s at 1000).
+STRESS_N ?= 2000
+# The Rust tests (make test CARGO_TEST=true skips them).
+CARGO_TEST ?= cargo test --release
+VERSION   = $(shell sed -n -E 's/^version = "(.*)"/\1/p' Cargo.toml | head -n 1)
+
+C_TESTS   = $(patsubst c-tests/%.c,build/c-tests/%,$(wildcard c-tests/test_*.c))
+EXAMPLES  = $(patsubst examples/%.c,build/examples/%,$(wildcard examples/*.c))
+
+# Compiles and links one C file against the library; files that include
+# liburing.h also get liburing (through pkg-config).
+define c_link
+	@mkdir -p $(@D)
+	$(CC) $(C_FLAGS) -o $@ $< $(C_LIBS) \
+	    $$(if grep -q '^[[:space:]]*#[[:space:]]*include[[:space:]]*<liburing.h>' $<; then pkg-config --cflags --libs liburing; fi)
+endef
+
+.PHONY: all deps lib header-check test c-tests examples demo bench install clean
+
+all: lib
+
+deps:
+	@bash scripts/deps.sh
+
+lib:
+	cargo build --release
+
+# build.rs regenerates include/gcpin.h on every build; the committed copy must be
+# what the sources generate. Outside a git checkout there is nothing to compare.
+header-check: lib
+	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	    echo "header-check: not a git checkout, skipped"; \
+	elif ! git ls-files --error-unmatch include/gcpin.h >/dev/null 2>&1; then \
+	    echo "header-check: include/gcpin.h is not committed; commit the generated header" >&2; exit 1; \
+	elif ! git diff --quiet -- include/gcpin.h; then \
+	    echo "header-check: include/gcpin.h is stale: the build regenerated it from src/ and it" >&2; \
+	    echo "differs from the committed copy. Review and commit it:" >&2; \
+	    git --no-pager diff --stat -- include/gcpin.h >&2; exit 1; \
+	else \
+	    echo "header-check: include/gcpin.h is up to date"; \
+	fi
+
+build/c-tests/%: c-tests/%.c c-tests/check.h include/gcpin.h
+	$(c_link)
+
+build/examples/%: examples/%.c include/gcpin.h
+	$(c_link)
+
+c-tests: lib
+	@$(MAKE) --no-print-directory $(C_TESTS)
+
+examples: lib
+	@$(MAKE) --no-print-directory $(EXAMPLES)
+
+# The total: cargo test's "test result:" lines plus both C passes. A cargo test that
+# fails without a result line (a build error) counts as one failure.
+test: deps lib header-check c-tests
+	@mkdir -p build; rc=0; \
+	$(CARGO_TEST) 2>&1 | tee build/cargo-test.log; cargo_rc=$${PIPESTATUS[0]}; \
+	read -r cp cf < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { \
+	        if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \
+	    END { print p + 0, f + 0 }' build/cargo-test.log); \
+	if [ "$$cargo_rc" -ne 0 ]; then rc=1; [ "$$cf" -gt 0 ] || cf=$$((cf + 1)); fi; \
+	bash scripts/run-c-tests.sh --label c-tests --counts build/c-tests.counts $(C_TESTS) || rc=1; \
+	GCPIN_STRESS=$(STRESS_N) bash scripts/run-c-tests.sh --label "c-tests under GCPIN_STRESS=$(STRESS_N)" \
+	    --counts build/c-tests-stress.counts $(C_TESTS) || rc=1; \
+	read -r p1 f1 < build/c-tests.counts; read -r p2 f2 < build/c-tests-stress.counts; \
+	echo "$$((cp + p1 + p2)) passed, $$((cf + f1 + f2)) failed"; \
+	exit $$rc
+
+demo: deps lib examples
+	@if [ -f scripts/demo.sh ]; then \
+	    bash scripts/demo.sh; \
+	else \
+	    GCPIN_TRACE=1 build/examples/graph_demo; \
+	fi
+
+bench: deps lib
+	bash scripts/bench.sh
+
+build/gcpin.pc: gcpin.pc.in Cargo.toml
+	@mkdir -p build
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< >$@
+
+install: lib
+	@rm -f build/gcpin.pc
+	@$(MAKE) --no-print-directory build/gcpin.pc PREFIX=$(PREFIX)
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(LIBDIR)/libgcpin.so $(DESTDIR)$(PREFIX)/lib/libgcpin.so
+	install -m 644 $(LIBDIR)/libgcpin.a $(DESTDIR)$(PREFIX)/lib/libgcpin.a
+	install -m 644 include/gcpin.h $(DESTDIR)$(PREFIX)/include/gcpin.h
+	install -m 644 build/gcpin.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/gcpin.pc
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+clean:
+	cargo clean
+	rm -rf build

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# run-c-tests.sh: runs C test binaries built with c-tests/check.h, prints each
+# test's result prefixed with its binary, and sums the binaries' last lines
+# ("check: N passed, M failed").
+#
+#   run-c-tests.sh [--label L] [--counts FILE] BINARY...
+#
+# --label L      printed in the headline and the summary ("stress", ...)
+# --counts FILE  also writes "PASSED FAILED" to FILE (for make test's total)
+#
+# A binary that dies without its summary line, or whose exit status disagrees
+# with its summary, counts as one more failure. Exit status: 0 when nothing
+# failed, 1 otherwise.
+set -uo pipefail
+
+label=c-tests
+counts=
+while [ $# -gt 0 ]; do
+    case $1 in
+    --label) label=$2; shift 2 ;;
+    --counts) counts=$2; shift 2 ;;
+    --) shift; break ;;
+    *) break ;;
+    esac
+done
+
+passed=0
+failed=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+echo "== $label: $# binaries${GCPIN_STRESS:+ (GCPIN_STRESS=$GCPIN_STRESS)}"
+for bin in "$@"; do
+    name=$(basename "$bin")
+    start=$(date +%s.%N)
+    # stdout carries the results; the tests' diagnostics go to stderr, shown as is.
+    "$bin" >"$out"
+    rc=$?
+    secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+    sed -n -E "s/^(ok|FAIL) /  $name: \1 /p" "$out"
+    summary=$(grep -E '^check: [0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+    if [ -z "$summary" ]; then
+        echo "  $name: FAIL (no summary line; exit status $rc)"
+        sed 's/^/    | /' "$out" | tail -n 20
+        failed=$((failed + 1))
+        continue
+    fi
+    p=$(sed -E 's/^check: ([0-9]+) passed.*/\1/' <<<"$summary")
+    f=$(sed -E 's/.*, ([0-9]+) failed$/\1/' <<<"$summary")
+    passed=$((passed + p))
+    failed=$((failed + f))
+    expect=$((f > 100 ? 100 : f))
+    if [ "$rc" -ne "$expect" ]; then
+        echo "  $name: FAIL (exit status $rc, but $f failures reported)"
+        failed=$((failed + 1))
+    fi
+    echo "  $name: $p passed, $f failed (${secs} s)"
+done
+echo "== $label: $passed passed, $failed failed"
+if [ -n "$counts" ]; then
+    echo "$passed $failed" >"$counts"
+fi
+[ "$failed" -eq 0 ]
