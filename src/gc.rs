@@ -104,20 +104,34 @@ fn cycle(h: &Heap, w: &mut threads::World, me: *mut ThreadState) -> CycleReport 
     h.next_gc.store(next_gc, Relaxed);
     h.gc_wanted.store(false, Relaxed);
     // Keep committed what the heap may grow to before the next cycle, plus an
-    // eighth; give the rest of the free pages back to the OS.
+    // eighth; the rest of the free pages go back to the OS after the restart.
     let in_use = pa.in_use * PAGE_SIZE;
     let target = if next_gc == usize::MAX { in_use } else { next_gc.max(in_use) };
     let retain = target.saturating_add(target / 8).max(crate::config::MIN_HEAP);
-    let released = h.scavenge(&mut pa, retain);
     let heap_after = pa.in_use * PAGE_SIZE;
     if cfg!(debug_assertions) {
         h.verify_pages(&pa);
     }
     drop(pa);
-    marker.release_memory();
-    start_the_world();
+    // The pause ends when the world is told to restart; start_the_world then
+    // also waits for every stopped thread to leave its handler, which is this
+    // thread's latency, not the others' pause.
     let pause_ns = os::nanotime() - t0;
+    start_the_world();
     h.stats.record_cycle(pause_ns, next_gc, swept.allocated_since_last);
+    // With the world running again (we still hold the world lock, so no one can
+    // stop us while we hold the page lock), release surplus pages in steps of
+    // 8 MiB so allocating threads wait for the page lock only briefly.
+    marker.release_memory();
+    let mut released = 0;
+    loop {
+        let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
+        let step = h.scavenge(&mut pa, retain, 8 << 20);
+        released += step;
+        if step < 8 << 20 {
+            break;
+        }
+    }
     CycleReport {
         heap_before,
         heap_after,

@@ -163,17 +163,22 @@ impl PageAlloc {
     }
 
     /// Returns free dirty pages to the OS, highest addresses first, until at most
-    /// `retain` pages are in use or dirty. Returns the pages released.
-    fn scavenge(&mut self, retain: usize, arena_lo: usize) -> usize {
+    /// `retain` pages are in use or dirty, or `max` pages were released. Returns
+    /// the pages released.
+    fn scavenge(&mut self, retain: usize, max: usize, arena_lo: usize) -> usize {
         let mut released = 0;
         let mut p = self.high_water;
-        while p > 1 && self.in_use + self.free_dirty > retain {
+        while p > 1 && self.in_use + self.free_dirty > retain && released < max {
             p -= 1;
             if bit(self.dirty, p) {
                 // Extend the run downwards while pages are dirty and we still need to.
                 let end = p + 1;
                 let mut lo = p;
-                while lo > 1 && bit(self.dirty, lo - 1) && self.in_use + self.free_dirty - (end - lo) > retain {
+                while lo > 1
+                    && bit(self.dirty, lo - 1)
+                    && self.in_use + self.free_dirty - (end - lo) > retain
+                    && released + (end - lo) < max
+                {
                     lo -= 1;
                 }
                 for q in lo..end {
@@ -398,9 +403,10 @@ impl Heap {
     }
 
     /// Returns free pages to the OS so that at most `retain_bytes` of heap stay
-    /// committed. Returns the bytes released.
-    pub fn scavenge(&self, pa: &mut PageAlloc, retain_bytes: usize) -> usize {
-        pa.scavenge(retain_bytes.div_ceil(PAGE_SIZE), self.arena_lo) * PAGE_SIZE
+    /// committed, releasing at most `max_bytes` in this call. Returns the bytes
+    /// released.
+    pub fn scavenge(&self, pa: &mut PageAlloc, retain_bytes: usize, max_bytes: usize) -> usize {
+        pa.scavenge(retain_bytes.div_ceil(PAGE_SIZE), max_bytes / PAGE_SIZE, self.arena_lo) * PAGE_SIZE
     }
 
     /// The trigger after a collection left `live` bytes.
@@ -479,7 +485,8 @@ mod tests {
         let a = pa.alloc(1000, lo).unwrap();
         pa.free(a, 1000);
         assert_eq!(pa.free_dirty, 1000);
-        let released = pa.scavenge(400, lo);
+        assert_eq!(pa.scavenge(400, 100, lo), 100, "at most max pages per call");
+        let released = 100 + pa.scavenge(400, usize::MAX, lo);
         assert_eq!(released, 600);
         assert_eq!(pa.free_dirty, 400);
         assert!(pa.is_dirty(a) && !pa.is_dirty(a + 999));
