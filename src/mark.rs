@@ -198,6 +198,21 @@ impl Marker {
         let mut fifo = [(0usize, 0usize); FIFO];
         let (mut head, mut count) = (0usize, 0usize);
         loop {
+            if count == 0 && self.len <= 1 {
+                // One grey object (a list being walked): nothing to overlap
+                // the fetch with, so scan it directly.
+                if self.len == 0 {
+                    return;
+                }
+                self.len -= 1;
+                // SAFETY: entries below len were pushed by us; the range is a
+                // marked, allocated heap object.
+                unsafe {
+                    let (base, len) = *self.stack.add(self.len);
+                    self.scan_range(h, base, base + len);
+                }
+                continue;
+            }
             while count < FIFO && self.len > 0 {
                 self.len -= 1;
                 // SAFETY: entries below len were pushed by us.
