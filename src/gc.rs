@@ -9,9 +9,10 @@
 //! 4. mark from the roots (`mark`), with this thread's registers spilled;
 //! 5. sweep (`sweep`): free unmarked objects, queue finalizers, rebuild the
 //!    central lists, free empty spans;
-//! 6. set the next trigger from the live heap [GOGC], give surplus free pages
-//!    back to the OS, restart the world;
-//! 7. outside the stop: trace line, wake the finalizer thread.
+//! 6. set the next trigger from the live heap [GOGC] and restart the world;
+//! 7. with the world running but the world lock still held: give surplus free
+//!    pages back to the OS in 8 MiB steps [scavenger];
+//! 8. after the lock: trace line, wake the finalizer thread.
 //!
 //! Nothing between the stop and the restart allocates with `malloc`.
 
