@@ -231,6 +231,18 @@ NOINLINE CHECK_UNUSED static void collect_hard(void) {
     }
 }
 
+/* Sleeps about `ms` milliseconds (may return early: callers loop on a condition). */
+CHECK_UNUSED static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A finalizer that counts into the atomic_int its argument points to. */
+CHECK_UNUSED static void count_fin(void *obj, void *arg) {
+    (void)obj;
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
 CHECK_UNUSED static double check_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -10,16 +10,6 @@
 #include <sched.h>
 #include <sys/uio.h>
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL); /* may return early: callers loop on a condition */
-}
-
-static void count_fin(void *obj, void *arg) {
-    (void)obj;
-    atomic_fetch_add((atomic_int *)arg, 1);
-}
-
 /* A thread that collects (and makes garbage) until told to stop. */
 static atomic_int bg_stop;
 static atomic_long bg_collections;

@@ -24,11 +24,6 @@ static double now_sec(void) { return check_now(); }
  * the remaining time matters: while another thread collects back to back, every
  * restarted nanosleep is interrupted again before any of its time passes, and
  * the sleep never ends. */
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void start_thread(pthread_t *t, void *(*fn)(void *), void *arg) {
     int rc = pthread_create(t, NULL, fn, arg);
     if (rc != 0) {
@@ -48,11 +43,6 @@ static bool await_int(atomic_int *flag, int want, double seconds) {
 }
 
 /* Finalizer whose argument is the counter to bump. */
-static void count_fin(void *obj, void *arg) {
-    (void)obj;
-    atomic_fetch_add((atomic_int *)arg, 1);
-}
-
 static uint64_t mix(uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;

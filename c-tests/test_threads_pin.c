@@ -12,11 +12,6 @@
 
 /* Sleeps up to ms; returns early when a collection's signal interrupts it
  * (callers loop on a condition). */
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static bool await_int(atomic_int *flag, int want, double seconds) {
     double end = check_now() + seconds;
     while (atomic_load(flag) < want) {
@@ -32,11 +27,6 @@ static void start_thread(pthread_t *t, void *(*fn)(void *), void *arg) {
         fprintf(stderr, "pthread_create: %s\n", strerror(rc));
         abort();
     }
-}
-
-static void count_fin(void *obj, void *arg) {
-    (void)obj;
-    atomic_fetch_add((atomic_int *)arg, 1);
 }
 
 enum { BUF_BYTES = 1024 };

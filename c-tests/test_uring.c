@@ -18,16 +18,6 @@
 
 enum { NBUFS = 64, CHUNK = 4096 };
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL); /* may return early: callers loop on a condition */
-}
-
-static void count_fin(void *obj, void *arg) {
-    (void)obj;
-    atomic_fetch_add((atomic_int *)arg, 1);
-}
-
 /* The buffers: pinned through a global pinner, addresses only HIDE()den in
  * malloc memory. */
 static gc_pinner buf_pinner;
