@@ -245,9 +245,14 @@ pub extern "C" fn pinner_unpin(pinner: *mut gc_pinner) {
 /// not register the calling thread.
 #[no_mangle]
 pub extern "C" fn is_pinned(ptr: *const c_void) -> bool {
-    // No panic can happen on this path (no allocation, no indexing that can
-    // fail: the page index is bounds-checked by `span_of`).
-    pinner::is_pinned(heap(), ptr as usize)
+    // No panic can happen on this path (no allocation; the page index is
+    // bounds-checked by `span_of`, the pin-word index masked), so it needs no
+    // panic boundary. Without a heap there is no GC object: everything else
+    // counts as pinned, NULL as not.
+    match crate::heap::heap_if_exists() {
+        Some(h) => pinner::is_pinned(h, ptr as usize),
+        None => !ptr.is_null(),
+    }
 }
 
 /// The number of outstanding pins on the object containing `ptr`; 0 when not

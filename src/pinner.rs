@@ -69,7 +69,10 @@ pub fn pin_state(s: *const Span, idx: usize) -> u64 {
             return 0;
         }
         let (w, sh) = slot(idx);
-        ((*pb).words[w].load(Relaxed) >> sh) & STATE_MASK
+        // `w` is below 16 for any index of an in-use span; the mask keeps a racy
+        // read of a recycled record in bounds, and lets the compiler drop the
+        // bounds check on this hot path.
+        ((*pb).words[w & (BITMAP_WORDS * 2 - 1)].load(Relaxed) >> sh) & STATE_MASK
     }
 }
 
@@ -659,7 +662,7 @@ pub enum CheckError {
 
 /// Whether `ptr` is pinned: true for memory the collector does not manage. A
 /// few loads; needs no registration [Go: isPinned].
-#[inline]
+#[inline(always)]
 pub fn is_pinned(h: &Heap, ptr: usize) -> bool {
     let s = h.span_of(ptr);
     if s.is_null() {

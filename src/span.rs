@@ -100,8 +100,8 @@ impl Span {
     pub fn index_of(&self, addr: usize) -> usize {
         // Large spans have div_magic 0, so their one object is index 0 without a
         // branch.
-        let off = addr - self.base;
-        ((off as u64 * self.div_magic as u64) >> 32) as usize
+        let off = addr.wrapping_sub(self.base);
+        ((off as u64).wrapping_mul(self.div_magic as u64) >> 32) as usize
     }
 
     #[inline]
