@@ -53,31 +53,30 @@ pub fn collect_stress(h: &Heap) -> bool {
 }
 
 fn collect_unless(h: &Heap, cycles_done: u64) -> bool {
-    let Some(me) = threads::current_or_register() else { return false };
     let before = h.stats.num_gc.load(Relaxed);
+    collect_when(h, || h.stats.num_gc.load(Relaxed) - before < cycles_done)
+}
+
+/// Collects if an allocation asked for it and no other thread did it meanwhile.
+pub fn collect_if_wanted(h: &Heap) {
+    if h.gc_wanted.load(Relaxed) {
+        collect_when(h, || h.heap_live.load(Relaxed) >= h.next_gc.load(Relaxed));
+    }
+}
+
+/// Takes the world lock and runs a cycle if `still_needed` (asked with the lock
+/// held, so it sees every cycle that ran while we waited). Returns false only if
+/// the calling thread could not be registered.
+fn collect_when(h: &Heap, still_needed: impl FnOnce() -> bool) -> bool {
+    let Some(me) = threads::current_or_register() else { return false };
     let mut w = lock_world(h);
-    if h.stats.num_gc.load(Relaxed) - before >= cycles_done {
+    if !still_needed() {
         return true;
     }
     let report = cycle(h, &mut w, me);
     drop(w);
     after_cycle(h, &report);
     true
-}
-
-/// Collects if an allocation asked for it and no other thread did it meanwhile.
-pub fn collect_if_wanted(h: &Heap) {
-    if !h.gc_wanted.load(Relaxed) {
-        return;
-    }
-    let Some(me) = threads::current_or_register() else { return };
-    let mut w = lock_world(h);
-    if h.heap_live.load(Relaxed) < h.next_gc.load(Relaxed) {
-        return; // someone collected while we waited for the lock
-    }
-    let report = cycle(h, &mut w, me);
-    drop(w);
-    after_cycle(h, &report);
 }
 
 fn cycle(h: &Heap, w: &mut threads::World, me: *mut ThreadState) -> CycleReport {
