@@ -10,6 +10,12 @@ use std::sync::atomic::AtomicU32;
 /// committed by the kernel on first touch (`MAP_NORESERVE`), so a large
 /// reservation costs nothing until used. Returns the base, or `None`.
 pub fn reserve(bytes: usize) -> Option<usize> {
+    // Miri maps only plain private anonymous memory (and really allocates it:
+    // its tests keep reservations small).
+    #[cfg(miri)]
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    #[cfg(not(miri))]
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
     // SAFETY: an anonymous private mapping at an address of the kernel's choosing
     // touches no existing memory; failure is reported as MAP_FAILED.
     let p = unsafe {
@@ -17,7 +23,7 @@ pub fn reserve(bytes: usize) -> Option<usize> {
             std::ptr::null_mut(),
             bytes,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            flags,
             -1,
             0,
         )
@@ -35,8 +41,15 @@ pub fn reserve(bytes: usize) -> Option<usize> {
 pub fn release(addr: usize, len: usize) {
     // SAFETY: callers pass page-aligned ranges inside a reservation made by
     // `reserve` that hold no live data; DONTNEED only drops their contents.
+    #[cfg(not(miri))]
     unsafe {
         libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED);
+    }
+    // SAFETY: as above; under Miri (no madvise) zeroing has the same effect on
+    // what the range reads as.
+    #[cfg(miri)]
+    unsafe {
+        std::ptr::write_bytes(addr as *mut u8, 0, len);
     }
 }
 
