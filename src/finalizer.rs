@@ -131,7 +131,31 @@ impl FinalizerQueue {
 
 /// Runs up to `max` queued finalizers on the calling thread (outside the
 /// runtime). Returns how many ran.
+///
+/// Afterwards the stack below the caller is zeroed: the frames that held the
+/// finalized objects' addresses are dead, but a thread stopped later (in the
+/// suspend handler, deeper down) would have them inside its scanned range, and
+/// one stale word would keep the last finalized object, and all it reaches,
+/// alive for good. The finalizer thread, which only waits between batches,
+/// would otherwise do that every time.
 pub fn run_queued(h: &Heap, max: usize) -> usize {
+    let ran = run_queued_here(h, max);
+    if ran > 0 {
+        scrub_stack();
+    }
+    ran
+}
+
+/// Zeroes 16 KiB of stack below the caller's frame.
+#[inline(never)]
+fn scrub_stack() {
+    let mut dead = [0usize; 2048];
+    // The array's address escapes, so the zeroing is not optimized away.
+    std::hint::black_box(&mut dead);
+}
+
+#[inline(never)]
+fn run_queued_here(h: &Heap, max: usize) -> usize {
     let Some(ts) = threads::current_or_register() else { return 0 };
     let mut ran = 0;
     while ran < max {
