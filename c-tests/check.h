@@ -231,6 +231,21 @@ NOINLINE CHECK_UNUSED static void collect_hard(void) {
     }
 }
 
+/* check_size(n): the size of a heavy workload (a million-node list, 200,000
+ * allocations of churn). Under heavy stress (GCPIN_STRESS below 100: a
+ * collection every few allocations, each marking the whole live heap) such a
+ * test would run for hours, so there it shrinks by CHECK_SIZE_DIV (default
+ * 100), to at least 1. `make stress` relies on this. */
+CHECK_UNUSED static size_t check_size(size_t n) {
+    const char *stress = getenv("GCPIN_STRESS");
+    if (stress == NULL || atol(stress) <= 0 || atol(stress) >= 100) return n;
+    const char *div_s = getenv("CHECK_SIZE_DIV");
+    long div = div_s ? atol(div_s) : 100;
+    if (div < 1) div = 1;
+    size_t m = n / (size_t)div;
+    return m > 0 ? m : 1;
+}
+
 /* Sleeps about `ms` milliseconds (may return early: callers loop on a condition). */
 CHECK_UNUSED static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};

@@ -187,7 +187,8 @@ static int by_pointer(const void *a, const void *b) {
 }
 
 TEST(many_small_objects_are_distinct) {
-    for (int i = 0; i < MANY; i++) {
+    const int n = (int)check_size(MANY);
+    for (int i = 0; i < n; i++) {
         many[i] = (i & 1) ? gc_alloc_noscan(16) : gc_alloc(16);
         REQUIRE(many[i] != NULL);
         CHECKF(many[i][0] == 0 && many[i][1] == 0, "object %d not zeroed", i);
@@ -195,13 +196,13 @@ TEST(many_small_objects_are_distinct) {
         many[i][1] = ~(uint64_t)i;
     }
     collect_hard();
-    for (int i = 0; i < MANY; i++)
+    for (int i = 0; i < n; i++)
         CHECKF(many[i][0] == (uint64_t)i * 2654435761u && many[i][1] == ~(uint64_t)i,
                "object %d at %p overwritten", i, (void *)many[i]);
     static uint64_t *sorted[MANY];
-    memcpy(sorted, many, sizeof many);
-    qsort(sorted, MANY, sizeof sorted[0], by_pointer);
-    for (int i = 1; i < MANY; i++)
+    memcpy(sorted, many, (size_t)n * sizeof many[0]);
+    qsort(sorted, (size_t)n, sizeof sorted[0], by_pointer);
+    for (int i = 1; i < n; i++)
         CHECKF((uintptr_t)sorted[i - 1] + 16 <= (uintptr_t)sorted[i], "objects %p and %p overlap",
                (void *)sorted[i - 1], (void *)sorted[i]);
     CHECK_STATUS(gc_verify_heap(), GC_OK);

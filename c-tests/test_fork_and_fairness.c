@@ -24,16 +24,17 @@ static void *churn(void *arg) {
  * keep what is reachable. Exit status 0 on success. */
 static int child_body(void) {
     node *head = NULL;
-    for (long i = 0; i < 20000; i++) {
+    const long len = (long)check_size(20000);
+    for (long i = 0; i < len; i++) {
         node *n = gc_alloc(sizeof *n);
         if (!n) return 2;
         n->next = head;
         n->value = i;
         head = n;
     }
-    for (int i = 0; i < 200000; i++) escape(gc_alloc(32));
+    for (size_t i = 0; i < check_size(200000); i++) escape(gc_alloc(32));
     gc_collect();
-    long expect = 19999;
+    long expect = len - 1;
     for (node *n = head; n; n = n->next, expect--)
         if (n->value != expect) return 3;
     if (expect != -1) return 4;

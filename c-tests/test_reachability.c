@@ -26,7 +26,7 @@ static NOINLINE void *make_target(int id, size_t size) {
 
 static NOINLINE void churn(void) {
     for (int round = 0; round < 4; round++) {
-        for (int i = 0; i < 20000; i++) (void)gc_alloc(64);
+        for (size_t i = 0; i < check_size(20000); i++) (void)gc_alloc(64);
         collect_hard();
     }
 }
