@@ -232,15 +232,18 @@ NOINLINE CHECK_UNUSED static void collect_hard(void) {
 }
 
 /* check_size(n): the size of a heavy workload (a million-node list, 200,000
- * allocations of churn). Under heavy stress (GCPIN_STRESS below 100: a
- * collection every few allocations, each marking the whole live heap) such a
- * test would run for hours, so there it shrinks by CHECK_SIZE_DIV (default
- * 100), to at least 1. `make stress` relies on this. */
+ * allocations of churn). It is n, divided by CHECK_SIZE_DIV when that is set
+ * (runs under valgrind) or by 100 under heavy stress (GCPIN_STRESS below 100:
+ * a collection every few allocations, each marking the whole live heap, would
+ * make such a test run for hours); at least 1. `make stress` relies on it. */
 CHECK_UNUSED static size_t check_size(size_t n) {
-    const char *stress = getenv("GCPIN_STRESS");
-    if (stress == NULL || atol(stress) <= 0 || atol(stress) >= 100) return n;
     const char *div_s = getenv("CHECK_SIZE_DIV");
-    long div = div_s ? atol(div_s) : 100;
+    const char *stress = getenv("GCPIN_STRESS");
+    long div = 1;
+    if (div_s != NULL)
+        div = atol(div_s);
+    else if (stress != NULL && atol(stress) > 0 && atol(stress) < 100)
+        div = 100;
     if (div < 1) div = 1;
     size_t m = n / (size_t)div;
     return m > 0 ? m : 1;

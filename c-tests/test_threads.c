@@ -266,13 +266,19 @@ static atomic_int spin_ready, spin_stop, spin_bad, spin_stack_copies;
 static atomic_long spin_iters;
 static atomic_int reg_finalized, reg_control_finalized;
 
+/* The objects stay visible in this frame until all four exist (an allocation
+ * may collect: under GCPIN_STRESS=1 every one does); the caller scrubs the dead
+ * frame afterwards. */
 static NOINLINE void make_register_objects(uintptr_t hidden[4]) {
+    uint64_t *volatile held[4] = {0};
     for (int i = 0; i < 4; i++) {
         uint64_t *o = gc_alloc(REG_OBJ_WORDS * 8);
         fill_words(o, REG_OBJ_WORDS, 500 + (uint64_t)i);
         CHECK(gc_set_finalizer(o, count_fin, &reg_finalized) == GC_OK);
+        held[i] = o;
         hidden[i] = HIDE(o);
     }
+    escape(held);
 }
 
 static inline int points_into(uintptr_t v, const void *obj) {
