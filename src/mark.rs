@@ -14,7 +14,8 @@
 //!
 //! Roots, in order: the data and bss segments of the program and its libraries,
 //! the ranges of `gc_add_roots`, every registered thread's stack (from its saved
-//! stack pointer, registers included), pinned objects, what objects with
+//! stack pointer, registers included, and the used part of its alternate signal
+//! stack when it was stopped there), pinned objects, what objects with
 //! finalizers point to (not the objects themselves, so they can be finalized),
 //! finalizer arguments, and the objects waiting in the finalizer queue.
 //!
@@ -292,6 +293,10 @@ pub fn mark(
                 if t != me {
                     let regs = (*t).saved_regs.get() as usize;
                     m.scan_range(h, regs, regs + std::mem::size_of::<[usize; crate::threads::SAVED_REGS]>());
+                    let alt_hi = (*t).stopped_alt_hi.load(std::sync::atomic::Ordering::Relaxed);
+                    if alt_hi != 0 {
+                        m.scan_range(h, (*t).stopped_alt_lo.load(std::sync::atomic::Ordering::Relaxed), alt_hi);
+                    }
                 }
                 m.drain(h);
             }

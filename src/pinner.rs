@@ -421,6 +421,11 @@ pub fn set_leak_handler(f: gc_leak_fn, arg: *mut c_void) {
 /// finalizer thread or in gc_run_finalizers, outside the runtime.
 unsafe extern "C" fn inner_pinner_finalizer(obj: *mut c_void, _arg: *mut c_void) {
     let inner = obj as *mut InnerPinner;
+    // The inner pinner is unreachable and will be freed: without its magic, a
+    // stale gc_pinner still pointing here (a copy the collector did not see, an
+    // uninitialised one) gets GC_ERR_INVALID instead of reviving it.
+    // SAFETY: the object is alive until our caller returns.
+    unsafe { (*inner).magic = 0 };
     // SAFETY: the object is an inner pinner kept alive by the finalizer queue
     // and then by our caller's stack; refs() points at `len` valid entries.
     let mut objects: Vec<usize> = unsafe {

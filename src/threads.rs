@@ -49,6 +49,11 @@ pub struct ThreadState {
     pub suspend_pending: AtomicBool,
     /// Stack pointer saved by the suspend handler; 0 when not stopped.
     pub stopped_sp: AtomicUsize,
+    /// When the thread parked on an alternate signal stack (the suspend signal
+    /// interrupted a handler running there): the used part of that stack,
+    /// `[lo, hi)`, scanned like the thread's stack; 0, 0 otherwise.
+    pub stopped_alt_lo: AtomicUsize,
+    pub stopped_alt_hi: AtomicUsize,
     /// The stop (`STOP_SEQ` value) this thread last parked for.
     pub acked_seq: AtomicU32,
     /// The interrupted general registers, copied by the suspend handler from
@@ -308,8 +313,9 @@ extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ct
 /// Normally the handler runs on the thread's stack, below the signal frame, and
 /// the scan starts at our own frame. If the signal was taken on an alternate
 /// signal stack, the scan starts at the interrupted stack pointer (if it lies in
-/// the thread's stack) or covers the whole stack; the registers are scanned
-/// from `saved_regs` either way.
+/// the thread's stack) or covers the whole stack, and the used part of the
+/// alternate stack is scanned too; the registers are scanned from `saved_regs`
+/// either way.
 #[inline(never)]
 fn park(ts: *mut ThreadState, seq: u32, interrupted_sp: usize) {
     PARKED.fetch_add(1, AcqRel);
@@ -324,8 +330,25 @@ fn park(ts: *mut ThreadState, seq: u32, interrupted_sp: usize) {
     } else {
         lo
     };
+    // On an alternate signal stack, the frames above ours there (a program's
+    // handler that the suspend signal interrupted) may hold the only reference
+    // to an object: scan from here to the top of that stack.
+    let (mut alt_lo, mut alt_hi) = (0, 0);
+    if !(here >= lo && here < hi) {
+        // SAFETY: sigaltstack with a null new stack only reads the current one
+        // into `cur`; it is a system call, async-signal-safe.
+        let mut cur: libc::stack_t = unsafe { std::mem::zeroed() };
+        if unsafe { libc::sigaltstack(std::ptr::null(), &mut cur) } == 0 && cur.ss_flags & libc::SS_ONSTACK != 0 {
+            let (base, top) = (cur.ss_sp as usize, cur.ss_sp as usize + cur.ss_size);
+            if here >= base && here < top {
+                (alt_lo, alt_hi) = (here, top);
+            }
+        }
+    }
     // SAFETY: `ts` is this thread's live record.
     unsafe {
+        (*ts).stopped_alt_lo.store(alt_lo, Relaxed);
+        (*ts).stopped_alt_hi.store(alt_hi, Relaxed);
         (*ts).stopped_sp.store(sp, Release);
         (*ts).acked_seq.store(seq, Release);
     }
@@ -438,7 +461,13 @@ pub fn setup(h: &Heap) {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = suspend_handler as *const () as usize;
             sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
+            // While parked, no other handler of the program may run on this
+            // thread: one that left with siglongjmp would leave the thread
+            // counted as parked and running at once. Faults stay deliverable.
+            libc::sigfillset(&mut sa.sa_mask);
+            for sync_sig in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP, libc::SIGABRT] {
+                libc::sigdelset(&mut sa.sa_mask, sync_sig);
+            }
             if libc::sigaction(SIG_SUSPEND, &sa, std::ptr::null_mut()) != 0 {
                 os::throw("cannot install the suspend signal handler");
             }
@@ -463,6 +492,8 @@ pub fn register() -> Option<*mut ThreadState> {
         in_runtime: AtomicBool::new(false),
         suspend_pending: AtomicBool::new(false),
         stopped_sp: AtomicUsize::new(0),
+        stopped_alt_lo: AtomicUsize::new(0),
+        stopped_alt_hi: AtomicUsize::new(0),
         acked_seq: AtomicU32::new(0),
         saved_regs: UnsafeCell::new([0; SAVED_REGS]),
         stack_lo: lo,
