@@ -1220,65 +1220,6 @@ TEST_TIMEOUT(threads_come_and_go_while_another_thread_collects, 60) {
     CHECK_STATUS(gc_verify_heap(), GC_OK);
 }
 
-/* pthread_cancel of threads blocked in read(), holding objects, while another
- * thread collects back to back: each is cancelled, unregistered, its objects
- * become garbage, and collections go on. */
-enum { CANCELS = 100 };
-static int cancel_pipe[2];
-static atomic_int cancel_ready, cancel_fin;
-
-static NOINLINE void cancel_reader_body(void) {
-    uint64_t *objs[8];
-    hold_objects(objs, 8, 8000, &cancel_fin);
-    atomic_fetch_add(&cancel_ready, 1);
-    char b[16];
-    for (;;) /* read() is a cancellation point */
-        if (read(cancel_pipe[0], b, sizeof b) <= 0 && errno != EINTR) break;
-    escape(objs);
-}
-static void *cancel_reader(void *arg) {
-    (void)arg;
-    gc_thread_register();
-    cancel_reader_body();
-    return NULL;
-}
-
-TEST_TIMEOUT(threads_cancelled_in_read_while_another_thread_collects, 60) {
-    REQUIRE(pipe(cancel_pipe) == 0);
-    gc_collect();
-    struct collector c;
-    collector_start(&c, 0);
-    /* This thread makes no gcpin call until the loop ends: unregistered, it is
-     * never stopped, so a wedged collector fails the test here instead of
-     * hanging it. */
-    CHECK_STATUS(gc_thread_unregister(), GC_OK);
-    for (int i = 0; i < CANCELS; i++) {
-        pthread_t t;
-        start_thread(&t, cancel_reader, NULL);
-        REQUIRE(await_int(&cancel_ready, i + 1, 10));
-        sleep_ms(1 + i % 3);
-        REQUIRE(pthread_cancel(t) == 0);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 3;
-        void *res = NULL;
-        int rc = pthread_timedjoin_np(t, &res, &ts);
-        if (rc != 0) {
-            check_fail(__FILE__, __LINE__,
-                       "cancelled thread %d (blocked in read while another thread collects) did not end within 3 "
-                       "s; collections done: %ld",
-                       i, atomic_load(&c.done));
-            check_end_test();
-        }
-        CHECK(res == PTHREAD_CANCELED);
-    }
-    CHECK(collector_progress(&c, 5));
-    collector_stop(&c);
-    CHECK_STATUS(gc_thread_register(), GC_OK);
-    CHECK(collect_until(&cancel_fin, CANCELS * 8 - 8, 20));
-    CHECK_STATUS(gc_verify_heap(), GC_OK);
-}
-
 /* ===================================================================
  * A handler that leaves with siglongjmp: the classic timeout around a blocking
  * call. The signal may arrive at any moment, including while the thread is

@@ -519,6 +519,16 @@ pub fn register() -> Option<*mut ThreadState> {
 /// central lists and the record is freed. Outside the runtime.
 pub fn unregister(ts: *mut ThreadState) {
     let h = heap();
+    // A thread that left a signal handler by a program's siglongjmp (or was
+    // unwound out of one) may still have the suspend signal blocked; until it
+    // leaves the registry, collections must be able to stop it.
+    // SAFETY: a signal set on our stack; unblocking one signal for this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, SIG_SUSPEND);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
     let mut w = lock_world(h);
     // SAFETY: `ts` is our own record; holding the world lock, no collector can be
     // reading our mcache.
