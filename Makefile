@@ -4,6 +4,8 @@
 #   make demo       builds everything and runs the demo
 #   make test       cargo test + every C test in c-tests/ (twice: normally and under
 #                   GCPIN_STRESS=$(STRESS_N)); ends with one "N passed, N failed" line
+#   make stress     the long runs: the C suite with a collection at every allocation,
+#                   the model test with 10^6 operations (scripts/stress.sh)
 #   make examples   builds examples/*.c into build/examples/
 #   make bench      benchmarks (writes BENCHMARKS.md)
 #   make install    PREFIX=/usr/local: the library, the header and gcpin.pc
@@ -40,7 +42,7 @@ define c_link
 	    $$(if grep -q '^[[:space:]]*#[[:space:]]*include[[:space:]]*<liburing.h>' $<; then pkg-config --cflags --libs liburing; fi)
 endef
 
-.PHONY: all deps lib header-check test c-tests examples demo bench install clean
+.PHONY: all deps lib header-check test stress c-tests examples demo bench install clean
 
 all: lib
 
@@ -92,6 +94,9 @@ test: deps lib header-check c-tests
 	read -r p1 f1 < build/c-tests.counts; read -r p2 f2 < build/c-tests-stress.counts; \
 	echo "$$((cp + p1 + p2)) passed, $$((cf + f1 + f2)) failed"; \
 	exit $$rc
+
+stress: deps lib c-tests
+	@bash scripts/stress.sh
 
 demo: deps lib examples
 	@if [ -f scripts/demo.sh ]; then \
