@@ -301,6 +301,38 @@ CHECK_UNUSED static bool collect_until(atomic_int *counter, int target, int roun
     return atomic_load(counter) >= target;
 }
 
+/* Waits without calling gcpin until *flag >= want; false after `seconds`. */
+CHECK_UNUSED static bool await_int(atomic_int *flag, int want, double seconds) {
+    double end = check_now() + seconds;
+    while (atomic_load(flag) < want) {
+        if (check_now() > end) return false;
+        sleep_ms(1);
+    }
+    return true;
+}
+
+/* splitmix64's finalizer: a well-mixed word from x. */
+CHECK_UNUSED static uint64_t mix(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* Fills words with odd values (never mistaken for aligned pointers) derived
+ * from `seed`; words_intact_from checks words [from, words) of such a fill. */
+CHECK_UNUSED static void fill_words(uint64_t *o, size_t words, uint64_t seed) {
+    for (size_t i = 0; i < words; i++) o[i] = mix(seed * 1000003u + i) | 1;
+}
+CHECK_UNUSED static bool words_intact_from(const uint64_t *o, size_t from, size_t words, uint64_t seed) {
+    for (size_t i = from; i < words; i++)
+        if (o[i] != (mix(seed * 1000003u + i) | 1)) return false;
+    return true;
+}
+CHECK_UNUSED static bool words_intact(const uint64_t *o, size_t words, uint64_t seed) {
+    return words_intact_from(o, 0, words, seed);
+}
+
 /* Byte patterns to detect overwritten or overlapping memory. */
 CHECK_UNUSED static unsigned char check_pattern_byte(uintptr_t seed, size_t i) {
     uint64_t x = (uint64_t)seed * 0x9E3779B97F4A7C15ull + (uint64_t)i * 0xBF58476D1CE4E5B9ull;

@@ -60,32 +60,6 @@ static void join_within(pthread_t t, double seconds, const char *what) {
     }
 }
 
-/* Waits (without calling gcpin) until *flag >= want; false after `seconds`. */
-static bool await_int(atomic_int *flag, int want, double seconds) {
-    double end = check_now() + seconds;
-    while (atomic_load(flag) < want) {
-        if (check_now() > end) return false;
-        sleep_ms(1);
-    }
-    return true;
-}
-
-static uint64_t mix(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-/* Odd words (never aligned pointers) derived from `seed`. */
-static void fill_words(uint64_t *o, size_t words, uint64_t seed) {
-    for (size_t i = 0; i < words; i++) o[i] = mix(seed * 1000003u + i) | 1;
-}
-static bool words_intact(const uint64_t *o, size_t words, uint64_t seed) {
-    for (size_t i = 0; i < words; i++)
-        if (o[i] != (mix(seed * 1000003u + i) | 1)) return false;
-    return true;
-}
 
 /* Garbage in several size classes, so that a slot freed too early is soon
  * reused and overwritten. */

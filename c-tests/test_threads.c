@@ -32,37 +32,6 @@ static void start_thread(pthread_t *t, void *(*fn)(void *), void *arg) {
     }
 }
 
-/* Waits (without calling gcpin) until *flag >= want; false after `seconds`. */
-static bool await_int(atomic_int *flag, int want, double seconds) {
-    double end = now_sec() + seconds;
-    while (atomic_load(flag) < want) {
-        if (now_sec() > end) return false;
-        sleep_ms(1);
-    }
-    return true;
-}
-
-/* Finalizer whose argument is the counter to bump. */
-static uint64_t mix(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-/* Fills an object with odd words (never mistaken for aligned pointers) derived
- * from `seed`, and checks it. */
-static void fill_words(uint64_t *o, size_t words, uint64_t seed) {
-    for (size_t i = 0; i < words; i++) o[i] = mix(seed * 1000003u + i) | 1;
-}
-static bool words_intact_from(const uint64_t *o, size_t from, size_t words, uint64_t seed) {
-    for (size_t i = from; i < words; i++)
-        if (o[i] != (mix(seed * 1000003u + i) | 1)) return false;
-    return true;
-}
-static bool words_intact(const uint64_t *o, size_t words, uint64_t seed) {
-    return words_intact_from(o, 0, words, seed);
-}
 
 /* Garbage in the size classes the tests use, filled with a pattern, so that a
  * slot freed too early is soon reused and overwritten. */

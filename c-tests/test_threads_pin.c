@@ -12,14 +12,6 @@
 
 /* Sleeps up to ms; returns early when a collection's signal interrupts it
  * (callers loop on a condition). */
-static bool await_int(atomic_int *flag, int want, double seconds) {
-    double end = check_now() + seconds;
-    while (atomic_load(flag) < want) {
-        if (check_now() > end) return false;
-        sleep_ms(1);
-    }
-    return true;
-}
 
 static void start_thread(pthread_t *t, void *(*fn)(void *), void *arg) {
     int rc = pthread_create(t, NULL, fn, arg);
