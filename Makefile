@@ -6,6 +6,7 @@
 #                   GCPIN_STRESS=$(STRESS_N)); ends with one "N passed, N failed" line
 #   make examples   builds examples/*.c into build/examples/
 #   make bench      benchmarks (writes BENCHMARKS.md)
+#   make valgrind   C tests under valgrind; make sanitizers: Rust tests under Miri, ASan (not in make test)
 #   make install    PREFIX=/usr/local: the library, the header and gcpin.pc
 #   make clean
 #
@@ -40,7 +41,7 @@ define c_link
 	    $$(if grep -q '^[[:space:]]*#[[:space:]]*include[[:space:]]*<liburing.h>' $<; then pkg-config --cflags --libs liburing; fi)
 endef
 
-.PHONY: all deps lib header-check test c-tests examples demo bench install clean
+.PHONY: all deps lib header-check test c-tests examples demo bench valgrind sanitizers install clean
 
 all: lib
 
@@ -102,6 +103,12 @@ demo: deps lib examples
 
 bench: deps lib
 	bash scripts/bench.sh
+
+valgrind: c-tests
+	bash scripts/valgrind-c-tests.sh $(C_TESTS)
+
+sanitizers:
+	bash scripts/rust-sanitizers.sh
 
 build/gcpin.pc: gcpin.pc.in Cargo.toml
 	@mkdir -p build
