@@ -135,6 +135,7 @@ for bin in "$@"; do
     name=$(basename "$bin")
     bin_start=$(now)
     p=0 f=0 s=0
+    rm -rf "${logroot:?}/$name" # the logs of an earlier run
     if ! tests=$("$bin" -l); then
         echo "  $name: FAIL (cannot list its tests: $bin -l)"
         failed=$((failed + 1))
