@@ -8,6 +8,7 @@
 #                   the model test with 10^6 operations (scripts/stress.sh)
 #   make examples   builds examples/*.c into build/examples/
 #   make bench      benchmarks (writes BENCHMARKS.md)
+#   make valgrind   C tests under valgrind; make sanitizers: Rust tests under Miri, ASan (not in make test)
 #   make install    PREFIX=/usr/local: the library, the header and gcpin.pc
 #   make clean
 #
@@ -42,7 +43,7 @@ define c_link
 	    $$(if grep -q '^[[:space:]]*#[[:space:]]*include[[:space:]]*<liburing.h>' $<; then pkg-config --cflags --libs liburing; fi)
 endef
 
-.PHONY: all deps lib header-check test stress c-tests examples demo bench install clean
+.PHONY: all deps lib header-check test stress c-tests examples demo bench valgrind sanitizers install clean
 
 all: lib
 
@@ -107,6 +108,12 @@ demo: deps lib examples
 
 bench: deps lib
 	bash scripts/bench.sh
+
+valgrind: deps lib c-tests
+	bash scripts/valgrind-c-tests.sh $(C_TESTS)
+
+sanitizers:
+	bash scripts/rust-sanitizers.sh
 
 build/gcpin.pc: gcpin.pc.in Cargo.toml
 	@mkdir -p build

@@ -86,6 +86,7 @@ mod tests {
     static SOME_DATA: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(7);
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri does not support dl_iterate_phdr")]
     fn data_segments_include_our_statics() {
         let segs = data_segments();
         let a = &SOME_DATA as *const _ as usize;

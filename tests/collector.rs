@@ -49,6 +49,11 @@ fn check_list(head: *mut Node, n: usize) {
 /// A mark stack far too small for a deep list forces overflow recovery; nothing
 /// reachable may be lost.
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "needs the real runtime: a 32 GiB arena, stop-the-world signals, futexes and \
+              dl_iterate_phdr, which Miri does not support"
+)]
 fn mark_stack_overflow_loses_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // A wide structure: one array of 20 000 pointers to short lists, so marking
@@ -101,6 +106,11 @@ fn scrub_stack() {
 /// Threads allocating concurrently with collections from another thread keep
 /// every reachable node, and garbage with finalizers gets finalized.
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "needs the real runtime: a 32 GiB arena, stop-the-world signals, futexes and \
+              dl_iterate_phdr, which Miri does not support"
+)]
 fn threads_allocate_while_another_collects() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
