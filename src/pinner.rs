@@ -598,6 +598,65 @@ pub fn pin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptrs: &[usize]) -> Re
     Ok(fresh)
 }
 
+/// Removes the pins of the references at `refs` that share the first one's
+/// pin-bit word (a run of distinct objects of one span, as a batch of pins of
+/// neighbouring objects leaves them) with one compare-and-swap, and returns how
+/// many references it consumed (at least 1). Objects in state 1 or 2 only;
+/// anything else goes through `unpin_object` one by one.
+///
+/// # Safety
+/// Inside the runtime; `refs[..n]` are references this pinner holds (`n >= 1`).
+unsafe fn unpin_group(refs: *const usize, n: usize) -> usize {
+    // SAFETY: per the contract, each reference is a pinned object, so its span
+    // is in use and keeps its pin bits.
+    unsafe {
+        let (s, idx) = unpack_ref(*refs);
+        let pb = (*s).pins.load(Acquire);
+        if pb.is_null() || n == 1 {
+            unpin_object(s, idx);
+            return 1;
+        }
+        let (w, sh) = slot(idx);
+        // The run: following references into the same span and word, each a
+        // slot not yet in the run.
+        let mut ones = 1u64 << sh; // the low bit of each slot in the run
+        let mut len = 1;
+        while len < n {
+            let (s2, i2) = unpack_ref(*refs.add(len));
+            let (w2, sh2) = slot(i2);
+            if s2 != s || w2 != w || ones & (1 << sh2) != 0 {
+                break;
+            }
+            ones |= 1 << sh2;
+            len += 1;
+        }
+        if len == 1 {
+            unpin_object(s, idx);
+            return 1;
+        }
+        let word = &(*pb).words[w];
+        let mut old = word.load(Relaxed);
+        loop {
+            // Every slot of the run must be in state 1 or 2: its low and high
+            // bits must not be equal (0 is unpinned, 3 the counter).
+            let lo = old & ones;
+            let hi = (old >> 1) & ones;
+            if lo ^ hi != ones {
+                break;
+            }
+            match word.compare_exchange_weak(old, old - ones, AcqRel, Relaxed) {
+                Ok(_) => return len,
+                Err(now) => old = now,
+            }
+        }
+        for k in 0..len {
+            let (s2, i2) = unpack_ref(*refs.add(k));
+            unpin_object(s2, i2);
+        }
+        len
+    }
+}
+
 /// Undoes every pin `p` made and parks its inner pinner in the thread's cache
 /// when the cache is empty. Inside the runtime. A `gc_pinner` whose `impl` is
 /// not an inner pinner is left alone (there is nothing safe to undo).
@@ -610,9 +669,10 @@ pub fn unpin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner) {
     // pinned, hence allocated and in an in-use span.
     unsafe {
         let refs = (*inner).refs();
-        for i in 0..(*inner).len() {
-            let (s, idx) = unpack_ref(*refs.add(i));
-            unpin_object(s, idx);
+        let n = (*inner).len();
+        let mut i = 0;
+        while i < n {
+            i += unpin_group(refs.add(i), n - i);
         }
         (*inner).len = 0;
         let cache = &(*g.thread()).pinner_cache;
@@ -693,6 +753,35 @@ mod tests {
             s.alloc[w].store(!0, Relaxed);
         }
         s
+    }
+
+    #[test]
+    fn grouped_unpin_undoes_runs_across_words_duplicates_and_counters() {
+        let mut s = span();
+        let sp: *mut Span = &mut *s;
+        // Objects 0..40 once (two pin words), object 10 once more (state 2),
+        // object 3 twice more (a counter): the order a pinner would record.
+        let mut refs: Vec<usize> = (0..40).collect();
+        refs.extend([10, 3, 3]);
+        for &i in &refs {
+            pin_object(sp, i).unwrap();
+        }
+        assert_eq!((pin_count(sp, 3), pin_state(sp, 3)), (3, 3));
+        assert_eq!((pin_count(sp, 10), pin_state(sp, 10)), (2, 2));
+        let packed: Vec<usize> = refs.iter().map(|&i| pack_ref(sp, i)).collect();
+        let mut at = 0;
+        while at < packed.len() {
+            // SAFETY: each reference is an object pinned above.
+            let used = unsafe { unpin_group(packed.as_ptr().add(at), packed.len() - at) };
+            assert!(used >= 1);
+            at += used;
+        }
+        for i in 0..64 {
+            assert_eq!(pin_count(sp, i), 0, "object {i}");
+        }
+        assert_eq!(s.pin_counters.load(Relaxed), 0);
+        // SAFETY: nothing is pinned any more.
+        unsafe { free_pin_bits(sp) };
     }
 
     #[test]
