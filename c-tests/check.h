@@ -32,6 +32,7 @@
 #define GCPIN_CHECK_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -331,6 +332,21 @@ CHECK_UNUSED static bool words_intact_from(const uint64_t *o, size_t from, size_
 }
 CHECK_UNUSED static bool words_intact(const uint64_t *o, size_t words, uint64_t seed) {
     return words_intact_from(o, 0, words, seed);
+}
+
+/* The system call that thread `tid` (a kernel thread id) is in, read from
+ * /proc/self/task/TID/syscall: its number, -1 when the thread is not in one
+ * (running), -2 when /proc cannot tell. */
+CHECK_UNUSED static long thread_syscall(long tid) {
+    char path[64], buf[64];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", tid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -2;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -2;
+    buf[n] = 0;
+    return buf[0] >= '0' && buf[0] <= '9' ? strtol(buf, NULL, 10) : -1;
 }
 
 /* Byte patterns to detect overwritten or overlapping memory. */

@@ -143,15 +143,8 @@ static bool collector_progress(struct collector *c, long n) {
 
 /* 1 if thread `tid` is in a system call (any), 0 if running, -1 if unknown. */
 static int thread_in_syscall(long tid) {
-    char path[64], buf[64];
-    snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", tid);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    return buf[0] >= '0' && buf[0] <= '9';
+    long nr = thread_syscall(tid);
+    return nr == -2 ? -1 : nr >= 0;
 }
 /* Waits up to 2 s for the thread to block in a system call (best effort). */
 static void wait_blocked(long tid) {

@@ -371,17 +371,8 @@ static void *pipe_reader(void *arg) {
 
 /* 1 if the thread is in read(), 0 if not, -1 if /proc cannot tell. */
 static int thread_in_read(long tid) {
-    char path[64], buf[64];
-    snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", tid);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    char want[16];
-    snprintf(want, sizeof want, "%d ", (int)SYS_read);
-    return strncmp(buf, want, strlen(want)) == 0;
+    long nr = thread_syscall(tid);
+    return nr == -2 ? -1 : nr == SYS_read;
 }
 
 static int wait_in_read(long tid) {
