@@ -323,7 +323,8 @@ fn park(ts: *mut ThreadState, seq: u32, interrupted_sp: usize) {
     let here = std::hint::black_box(&marker) as *const usize as usize;
     // SAFETY: `ts` is this thread's live record.
     let (lo, hi) = unsafe { ((*ts).stack_lo, (*ts).stack_hi) };
-    let sp = if here >= lo && here < hi {
+    let on_thread_stack = here >= lo && here < hi;
+    let sp = if on_thread_stack {
         here
     } else if interrupted_sp >= lo && interrupted_sp < hi {
         interrupted_sp.saturating_sub(128).max(lo) // and the red zone below it
@@ -334,11 +335,13 @@ fn park(ts: *mut ThreadState, seq: u32, interrupted_sp: usize) {
     // handler that the suspend signal interrupted) may hold the only reference
     // to an object: scan from here to the top of that stack.
     let (mut alt_lo, mut alt_hi) = (0, 0);
-    if !(here >= lo && here < hi) {
+    if !on_thread_stack {
+        // SAFETY: stack_t is a plain C struct; all-zero is a valid value.
+        let mut cur: libc::stack_t = unsafe { std::mem::zeroed() };
         // SAFETY: sigaltstack with a null new stack only reads the current one
         // into `cur`; it is a system call, async-signal-safe.
-        let mut cur: libc::stack_t = unsafe { std::mem::zeroed() };
-        if unsafe { libc::sigaltstack(std::ptr::null(), &mut cur) } == 0 && cur.ss_flags & libc::SS_ONSTACK != 0 {
+        let got = unsafe { libc::sigaltstack(std::ptr::null(), &mut cur) } == 0;
+        if got && cur.ss_flags & libc::SS_ONSTACK != 0 {
             let (base, top) = (cur.ss_sp as usize, cur.ss_sp as usize + cur.ss_size);
             if here >= base && here < top {
                 (alt_lo, alt_hi) = (here, top);
