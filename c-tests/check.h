@@ -262,6 +262,20 @@ CHECK_UNUSED static void count_fin(void *obj, void *arg) {
     atomic_fetch_add((atomic_int *)arg, 1);
 }
 
+/* A finalizer that counts runs in fin_count and, per object id (its argument,
+ * below CHECK_MAX_IDS), in fin_ids: for tests that must tell which objects were
+ * finalized and that none was finalized twice. */
+#define CHECK_MAX_IDS 1000
+static atomic_int fin_count;
+static atomic_int fin_ids[CHECK_MAX_IDS];
+
+CHECK_UNUSED static void count_fin_id(void *obj, void *arg) {
+    (void)obj;
+    intptr_t id = (intptr_t)arg;
+    if (id >= 0 && id < CHECK_MAX_IDS) atomic_fetch_add(&fin_ids[id], 1);
+    atomic_fetch_add(&fin_count, 1);
+}
+
 CHECK_UNUSED static double check_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -300,6 +314,29 @@ CHECK_UNUSED static bool collect_until(atomic_int *counter, int target, int roun
         if (wait_for_count(counter, target, 0.2)) return true;
     }
     return atomic_load(counter) >= target;
+}
+
+/* Freed slots, for tests of what the API says about them: makes n objects
+ * with make(), each with a counting finalizer, keeping only hidden copies
+ * (HIDE) in hidden[]; then collects until at least 90% were finalized, and
+ * once more so that those are freed. False when the finalizers did not run.
+ * A few slots may stay allocated (a stale word): callers allow for that. */
+static atomic_int check_freed_finalized;
+
+NOINLINE CHECK_UNUSED static void check_drop_objects(void *(*make)(void), uintptr_t *hidden, int n) {
+    for (int i = 0; i < n; i++) {
+        void *p = make();
+        CHECK_STATUS(gc_set_finalizer(p, count_fin, &check_freed_finalized), GC_OK);
+        hidden[i] = HIDE(p);
+    }
+}
+
+CHECK_UNUSED static bool make_freed_slots(void *(*make)(void), uintptr_t *hidden, int n) {
+    atomic_store(&check_freed_finalized, 0);
+    check_drop_objects(make, hidden, n);
+    if (!collect_until(&check_freed_finalized, n * 9 / 10, 10)) return false;
+    collect_hard(); /* finalized objects are freed by this later cycle */
+    return true;
 }
 
 /* Waits without calling gcpin until *flag >= want; false after `seconds`. */

@@ -244,26 +244,11 @@ TEST(pointers_outside_the_heap_are_not_checked) {
 }
 
 #define FREED_N 200
-static atomic_int freed_finalized;
-static void freed_finalizer(void *o, void *a) {
-    (void)o;
-    (void)a;
-    atomic_fetch_add(&freed_finalized, 1);
-}
 static uintptr_t freed_hidden[FREED_N];
-
-static NOINLINE void make_freed_slots(void) {
-    for (int i = 0; i < FREED_N; i++) {
-        obj_with *p = new_obj_with(NULL);
-        CHECK_STATUS(gc_set_finalizer(p, freed_finalizer, NULL), GC_OK);
-        freed_hidden[i] = HIDE(p);
-    }
-}
+static void *make_obj_with(void) { return new_obj_with(NULL); }
 
 TEST(freed_slot_is_not_allocated) {
-    make_freed_slots();
-    REQUIRE(collect_until(&freed_finalized, FREED_N * 9 / 10, 10));
-    collect_hard();
+    REQUIRE(make_freed_slots(make_obj_with, freed_hidden, FREED_N));
     int not_allocated = 0;
     for (int i = 0; i < FREED_N; i++) {
         gc_status s = gc_check_pointer(UNHIDE(freed_hidden[i]));

@@ -211,28 +211,11 @@ TEST(null_and_non_heap_pointers_are_rejected) { /* TestPinnerPinNonPtrPanics */
 }
 
 #define FREED_N 200
-static atomic_int freed_finalized;
-static void freed_finalizer(void *o, void *a) {
-    (void)o;
-    (void)a;
-    atomic_fetch_add(&freed_finalized, 1);
-}
 static uintptr_t freed_hidden[FREED_N];
-
-/* Objects with finalizers, dropped; returns once (at least 90% of) them were
- * finalized and a later collection had the chance to free them. */
-static NOINLINE void make_freed_slots(void) {
-    for (int i = 0; i < FREED_N; i++) {
-        obj *p = new_obj();
-        CHECK_STATUS(gc_set_finalizer(p, freed_finalizer, NULL), GC_OK);
-        freed_hidden[i] = HIDE(p);
-    }
-}
+static void *make_obj(void) { return new_obj(); }
 
 TEST(freed_slot_is_not_allocated) {
-    make_freed_slots();
-    REQUIRE(collect_until(&freed_finalized, FREED_N * 9 / 10, 10));
-    collect_hard(); /* finalized objects are freed by this later cycle */
+    REQUIRE(make_freed_slots(make_obj, freed_hidden, FREED_N));
     gc_pinner pinner = {0};
     int not_allocated = 0, pinned_ok = 0;
     for (int i = 0; i < FREED_N; i++) {
@@ -415,9 +398,7 @@ TEST(pin_many_pins_all_or_nothing) {
 TEST(pin_many_with_a_freed_slot_pins_nothing) {
     /* Allocated first: allocating after the probe could reuse the freed slot. */
     obj *a = new_obj(), *b = new_obj();
-    make_freed_slots();
-    REQUIRE(collect_until(&freed_finalized, FREED_N * 9 / 10, 10));
-    collect_hard();
+    REQUIRE(make_freed_slots(make_obj, freed_hidden, FREED_N));
     /* Find a slot that reports freed (without pinning anything: check_pointer). */
     void *freed = NULL;
     for (int i = 0; i < FREED_N && !freed; i++)

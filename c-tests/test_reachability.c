@@ -5,22 +5,12 @@
 
 #define N 200
 
-static atomic_int finalized;
-static atomic_int finalized_ids[N];
-
-static void count_finalizer(void *obj, void *arg) {
-    (void)obj;
-    intptr_t id = (intptr_t)arg;
-    if (id >= 0 && id < N) atomic_fetch_add(&finalized_ids[id], 1);
-    atomic_fetch_add(&finalized, 1);
-}
-
 /* A target object: `size` bytes with a pattern and a counting finalizer. */
 static NOINLINE void *make_target(int id, size_t size) {
     void *p = gc_alloc(size);
     REQUIRE(p != NULL);
     pattern_fill(p, size, (uintptr_t)id + 7);
-    CHECK_STATUS(gc_set_finalizer(p, count_finalizer, (void *)(intptr_t)id), GC_OK);
+    CHECK_STATUS(gc_set_finalizer(p, count_fin_id, (void *)(intptr_t)id), GC_OK);
     return p;
 }
 
@@ -32,14 +22,14 @@ static NOINLINE void churn(void) {
 }
 
 static void check_none_finalized(const char *what) {
-    CHECKF(atomic_load(&finalized) == 0, "%s: %d finalizers ran, expected none", what, atomic_load(&finalized));
+    CHECKF(atomic_load(&fin_count) == 0, "%s: %d finalizers ran, expected none", what, atomic_load(&fin_count));
 }
 
 /* At least 90% of n objects were finalized, none twice. */
 static void check_most_finalized_of(int n, const char *what) {
-    bool enough = collect_until(&finalized, n * 9 / 10, 10);
-    CHECKF(enough, "%s: only %d of %d objects were finalized", what, atomic_load(&finalized), n);
-    for (int i = 0; i < N; i++) CHECKF(atomic_load(&finalized_ids[i]) <= 1, "object %d finalized twice", i);
+    bool enough = collect_until(&fin_count, n * 9 / 10, 10);
+    CHECKF(enough, "%s: only %d of %d objects were finalized", what, atomic_load(&fin_count), n);
+    for (int i = 0; i < N; i++) CHECKF(atomic_load(&fin_ids[i]) <= 1, "object %d finalized twice", i);
 }
 
 static void check_most_finalized(const char *what) { check_most_finalized_of(N, what); }

@@ -6,22 +6,12 @@
 #define N 100
 #define OBJ_SIZE 96
 
-static atomic_int finalized;
-static atomic_int finalized_ids[N];
-
-static void count_finalizer(void *obj, void *arg) {
-    (void)obj;
-    intptr_t id = (intptr_t)arg;
-    if (id >= 0 && id < N) atomic_fetch_add(&finalized_ids[id], 1);
-    atomic_fetch_add(&finalized, 1);
-}
-
 /* Allocates object `id` with a finalizer and a pattern; returns it. */
 static NOINLINE void *make_object(int id) {
     void *p = gc_alloc(OBJ_SIZE);
     REQUIRE(p != NULL);
     pattern_fill(p, OBJ_SIZE, (uintptr_t)id + 1000);
-    CHECK_STATUS(gc_set_finalizer(p, count_finalizer, (void *)(intptr_t)id), GC_OK);
+    CHECK_STATUS(gc_set_finalizer(p, count_fin_id, (void *)(intptr_t)id), GC_OK);
     return p;
 }
 
@@ -31,8 +21,8 @@ static NOINLINE void fill_slots(void **slots) {
 }
 
 static void check_all_alive(void *const *slots, const char *where) {
-    CHECKF(atomic_load(&finalized) == 0, "%d finalizers ran for objects referenced from %s",
-           atomic_load(&finalized), where);
+    CHECKF(atomic_load(&fin_count) == 0, "%d finalizers ran for objects referenced from %s",
+           atomic_load(&fin_count), where);
     for (int i = 0; i < N; i++) {
         CHECKF(pattern_ok(slots[i], OBJ_SIZE, (uintptr_t)i + 1000), "object %d (only in %s) was overwritten", i,
                where);
@@ -50,15 +40,15 @@ static NOINLINE void churn(void) {
 
 /* At least 90% of the N objects were finalized, and none twice. */
 static void check_most_finalized(const char *what) {
-    bool enough = collect_until(&finalized, N * 9 / 10, 10);
-    CHECKF(enough, "%s: only %d of %d objects were finalized", what, atomic_load(&finalized), N);
-    for (int i = 0; i < N; i++) CHECKF(atomic_load(&finalized_ids[i]) <= 1, "object %d finalized twice", i);
+    bool enough = collect_until(&fin_count, N * 9 / 10, 10);
+    CHECKF(enough, "%s: only %d of %d objects were finalized", what, atomic_load(&fin_count), N);
+    for (int i = 0; i < N; i++) CHECKF(atomic_load(&fin_ids[i]) <= 1, "object %d finalized twice", i);
 }
 
 /* ----------------------------------------------------------------- globals */
 
 static void *bss_slots[N];                           /* .bss */
-static void *data_slots[N] = {(void *)&finalized};  /* .data: initialized */
+static void *data_slots[N] = {(void *)&fin_count};  /* .data: initialized */
 
 TEST(object_referenced_only_from_bss_stays_alive) {
     fill_slots(bss_slots);
