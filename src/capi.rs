@@ -13,10 +13,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::alloc::{malloc, zero_base};
 use crate::finalizer;
 use crate::gc;
-use crate::heap::{heap, AllocFail};
+use crate::heap::{heap, AllocFail, Heap};
 use crate::pinner::{self, gc_leak_fn, gc_pinner, CheckError, PinError, Target};
 use crate::stats::{self, gc_stats};
-use crate::threads::{self, InRuntime};
+use crate::threads::{self, InRuntime, ThreadState};
 use crate::verify;
 
 /// Status of every fallible call. 0 is success; numbers are never reused.
@@ -163,32 +163,9 @@ pub extern "C" fn gc_strerror(status: u32) -> *const c_char {
 fn pin_entry(pinner: *mut gc_pinner, ptrs: &[usize]) -> gc_status {
     let Some(ts) = threads::current_or_register() else { return GC_ERR_THREAD };
     let h = heap();
-    let attempt = || {
-        let g = InRuntime::enter(ts);
-        // SAFETY: the caller passed a valid, non-NULL gc_pinner (checked).
-        let p = unsafe { &mut *pinner };
-        match ptrs {
-            [one] => pinner::pin_one(&g, h, p, *one),
-            _ => pinner::pin_all(&g, h, p, ptrs),
-        }
-    };
-    let mut r = attempt();
-    if r == Err(pinner::PinError::NoMemory) {
-        // The heap limit, as for gc_alloc: collect once and retry. The objects
-        // to pin stay alive through the collection: a single pointer is in our
-        // frame, and a list (which may be in memory the collector does not
-        // scan) is a root meanwhile.
-        let (lo, len) = (ptrs.as_ptr() as usize, std::mem::size_of_val(ptrs));
-        let added = {
-            let _g = InRuntime::enter(ts);
-            h.roots.add(lo, len).is_ok()
-        };
-        gc::collect(h);
-        r = attempt();
-        if added {
-            let _g = InRuntime::enter(ts);
-            let _ = h.roots.remove(lo, len);
-        }
+    let mut r = pin_attempt(ts, h, pinner, ptrs);
+    if r == Err(PinError::NoMemory) {
+        r = pin_after_collecting(ts, h, pinner, ptrs);
     }
     match r {
         Ok(fresh) => {
@@ -202,6 +179,39 @@ fn pin_entry(pinner: *mut gc_pinner, ptrs: &[usize]) -> gc_status {
         }
         Err(e) => e.into(),
     }
+}
+
+/// One try at pinning `ptrs` through `pinner`, inside the runtime.
+#[inline(always)]
+fn pin_attempt(ts: *mut ThreadState, h: &Heap, pinner: *mut gc_pinner, ptrs: &[usize]) -> Result<bool, PinError> {
+    let g = InRuntime::enter(ts);
+    // SAFETY: the caller passed a valid, non-NULL gc_pinner (checked).
+    let p = unsafe { &mut *pinner };
+    match ptrs {
+        [one] => pinner::pin_one(&g, h, p, *one),
+        _ => pinner::pin_all(&g, h, p, ptrs),
+    }
+}
+
+/// The heap limit stopped a pin, as it can stop gc_alloc: collect once and try
+/// again. The objects to pin stay alive through the collection: a single
+/// pointer is in our caller's frame, and a list (which may be in memory the
+/// collector does not scan) is a root meanwhile.
+#[cold]
+#[inline(never)]
+fn pin_after_collecting(ts: *mut ThreadState, h: &Heap, pinner: *mut gc_pinner, ptrs: &[usize]) -> Result<bool, PinError> {
+    let (lo, len) = (ptrs.as_ptr() as usize, std::mem::size_of_val(ptrs));
+    let added = {
+        let _g = InRuntime::enter(ts);
+        h.roots.add(lo, len).is_ok()
+    };
+    gc::collect(h);
+    let r = pin_attempt(ts, h, pinner, ptrs);
+    if added {
+        let _g = InRuntime::enter(ts);
+        let _ = h.roots.remove(lo, len);
+    }
+    r
 }
 
 /// Pins the object that contains `ptr` (interior pointers allowed): it is neither
