@@ -135,7 +135,10 @@ void *gc_alloc(size_t size);
 void *gc_alloc_noscan(size_t size);
 
 /**
- * Runs a full stop-the-world collection.
+ * Runs a full stop-the-world collection, and gives every free page beyond what
+ * the heap may grow to before the next collection back to the OS at once.
+ * (Automatic collections release such pages at a paced rate instead, so a
+ * heap that shrinks and grows again does not fault its pages back in.)
  */
 void gc_collect(void);
 

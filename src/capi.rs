@@ -129,7 +129,10 @@ pub extern "C" fn gc_alloc_noscan(size: usize) -> *mut c_void {
     ffi_boundary!(std::ptr::null_mut(), { alloc_entry(size, true) })
 }
 
-/// Runs a full stop-the-world collection.
+/// Runs a full stop-the-world collection, and gives every free page beyond what
+/// the heap may grow to before the next collection back to the OS at once.
+/// (Automatic collections release such pages at a paced rate instead, so a
+/// heap that shrinks and grows again does not fault its pages back in.)
 #[no_mangle]
 pub extern "C" fn gc_collect() {
     ffi_boundary!((), {

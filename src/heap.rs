@@ -54,6 +54,9 @@ pub struct PageAlloc {
     pub free_dirty: usize,
     /// No free page below this index.
     hint: usize,
+    /// When surplus pages were last considered for release (`os::nanotime`);
+    /// the pace of automatic releases counts from here (see `gc`).
+    pub scavenged_at_ns: u64,
 }
 
 // SAFETY: the bitmaps are private mappings owned by the PageAlloc, which is only
@@ -84,7 +87,7 @@ impl PageAlloc {
         let bytes = npages.div_ceil(64) * 8;
         let used = os::reserve(bytes)? as *mut u64;
         let dirty = os::reserve(bytes)? as *mut u64;
-        let mut pa = PageAlloc { used, dirty, npages, high_water: 1, in_use: 0, free_dirty: 0, hint: 1 };
+        let mut pa = PageAlloc { used, dirty, npages, high_water: 1, in_use: 0, free_dirty: 0, hint: 1, scavenged_at_ns: 0 };
         set_bit(pa.used, 0, true); // page 0 is reserved, see the invariants
         pa.in_use = 0;
         Some(pa)
