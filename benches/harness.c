@@ -10,6 +10,8 @@
  *        harness probe                      machine speed probe (ns), no collector
  *        harness fullgc                     one full collection, 100 MiB live
  *        harness tree                       GCBench-style binary trees
+ *        harness floor                      one uncontended compare-and-swap (ns),
+ *                                           no collector: the floor under a pin
  *
  * Every figure is printed as one machine-readable line:
  *   RESULT <impl> <workload> <value> <unit> [key=value ...]
@@ -675,6 +677,22 @@ static void mode_probe(void) {
     printf("%.0f\n", best);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Floor: what one uncontended atomic read-modify-write costs on this machine.
+ * gcpin's pin and unpin each do one on the object's pin-bit word (Go's do too),
+ * so pin+unpin can never cost less than an allocation plus two of these, and a
+ * batch of 1000 pins never less than 1000 of them. The words are spread over
+ * one cache line, as consecutive objects' pin bits are. */
+
+static uint64_t g_cas_words[8];
+static void b_cas(uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t *w = &g_cas_words[i & 7];
+        uint64_t old = __atomic_load_n(w, __ATOMIC_RELAXED);
+        __atomic_compare_exchange_n(w, &old, old + 1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    }
+}
+
 int main(int argc, char **argv) {
     h_init();
     const char *e = getenv("BENCH_RUNS");
@@ -695,8 +713,10 @@ int main(int argc, char **argv) {
         mode_fullgc();
     } else if (strcmp(mode, "tree") == 0) {
         mode_tree();
+    } else if (strcmp(mode, "floor") == 0) {
+        bench("cas_floor", b_cas);
     } else {
-        fprintf(stderr, "usage: %s micro [name,...] | list | fullgc | tree\n", argv[0]);
+        fprintf(stderr, "usage: %s micro [name,...] | list | fullgc | tree | floor\n", argv[0]);
         return 2;
     }
     return 0;

@@ -187,9 +187,24 @@ for i in $(seq "$PROCS"); do
     done
     load_end tree
 done
+# The trees again with GCPIN_GC_PERCENT=50 (gcpin only): what the heap-growth
+# knob trades between time and peak RSS. Recorded as implementation
+# "gcpin_gc50" so the figures never mix with the default ones.
+for i in $(seq "$PROCS"); do
+    log "harness gcpin tree, GCPIN_GC_PERCENT=50 ($i/$PROCS)"
+    GCPIN_GC_PERCENT=50 run_harness gcpin tree "$RES/gc50.tmp"
+done
+sed 's/^RESULT gcpin /RESULT gcpin_gc50 /; /^INFO /d' "$RES/gc50.tmp" >"$RES/harness_gcpin_gc50_tree.txt"
+rm -f "$RES/gc50.tmp"
+# The floor under a pin: one uncontended compare-and-swap, no collector.
+log "harness floor (one compare-and-swap)"
+load_begin
+run_harness gcpin floor "$RES/harness_floor.txt"
+load_end cas_floor
 for impl in $IMPLS; do
     cat "$RES/harness_${impl}_fullgc.txt" "$RES/harness_${impl}_tree.txt" >&2
 done
+cat "$RES/harness_gcpin_gc50_tree.txt" "$RES/harness_floor.txt" >&2
 
 # ---------------------------------------------------------------- 4. Go
 find_go() {

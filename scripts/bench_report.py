@@ -269,6 +269,64 @@ def write_svg(rows, path):
 
 # ------------------------------------------------------------------- markdown
 
+def floor_section(values, rows):
+    """What one atomic read-modify-write costs here, and the floor that puts
+    under the pin rows (each pin and each unpin does one)."""
+    cas = median(values.get(("gcpin", "cas_floor"), []))
+    if cas is None:
+        return []
+    by_key = {r["key"]: r for r in rows}
+    out = ["## The floor under a pin\n",
+           f"One uncontended compare-and-swap costs **{fmt_time(cas)}** on this machine "
+           "(`harness floor`, no collector involved). A gcpin pin and a gcpin unpin each do "
+           "one on the object's pin-bit word (Go's do too), so:\n"]
+    alloc = by_key.get("alloc16", {}).get("gcpin")
+    pu = by_key.get("pin_unpin", {})
+    if alloc is not None and pu.get("go_ref"):
+        floor = alloc + 2 * cas
+        goal = 0.35 * pu["go_ref"]
+        out.append(f"- pin+unpin of a fresh object ≥ one allocation ({fmt_time(alloc)}) + two "
+                   f"compare-and-swaps = {fmt_time(floor)}; the target, 0.35× Go, is "
+                   f"{fmt_time(goal)}" + (": below the floor, out of reach for any design that "
+                                          "keeps an atomic pin word" if floor > goal else "") + ".")
+    b = by_key.get("batch1000", {})
+    if b.get("go_ref"):
+        floor = 1000 * cas
+        goal = 0.2 * b["go_ref"]
+        out.append(f"- a batch of 1000 pins ≥ 1000 compare-and-swaps = {fmt_time(floor)}; the "
+                   f"target, 0.2× Go, is {fmt_time(goal)}, which leaves "
+                   f"{fmt_time(max(goal - floor, 0) / 1000)} per pin for everything else "
+                   "(validating the pointer, recording it, the unpin).")
+    out.append("")
+    return out
+
+
+def gc_percent_section(values):
+    """The tree benchmark at GCPIN_GC_PERCENT=50 beside the default and libgc."""
+    keys = (("tree_total", "time"), ("tree_max_pause", "time"), ("tree_peak_rss", "rss"))
+    if not values.get(("gcpin_gc50", "tree_total")):
+        return []
+    out = ["## Trading time for memory: `GCPIN_GC_PERCENT`\n",
+           "The GCBench trees again, with the next collection at 50% growth over the live "
+           "heap instead of 100% (`GCPIN_GC_PERCENT=50`, like `GOGC=50`): more collections, "
+           "a lower peak. Medians; ratios against libgc.\n",
+           "| setting | total | max pause | peak RSS |",
+           "| --- | ---: | ---: | ---: |"]
+    lib = {k: median(values.get(("libgc", k), [])) for k, _ in keys}
+    for impl, label in (("gcpin", "gcpin, default (100)"), ("gcpin_gc50", "gcpin, `GCPIN_GC_PERCENT=50`"),
+                        ("libgc", "libgc")):
+        cells = []
+        for k, kind in keys:
+            v = median(values.get((impl, k), []))
+            c = fmt_value(v, kind)
+            if impl != "libgc" and v is not None and lib[k]:
+                c += f" ({fmt_ratio(v, lib[k])})"
+            cells.append(c)
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
@@ -364,6 +422,8 @@ def main():
                   "be slower and noisier than on an idle machine; rerun `make bench` on a quiet "
                   "one. Flagged: " + "; ".join(sorted(set(flagged))) + ".\n")
     md.append("![gcpin vs libgc vs Go](benches/plot.svg)\n")
+    md.extend(floor_section(values, rows))
+    md.extend(gc_percent_section(values))
 
     if crit:
         md.append("## Criterion (Rust-level paths)\n")
@@ -435,7 +495,7 @@ def main():
               "`benches/plot.svg`. Raw output: `target/bench/results/`. Knobs: `BENCH_RUNS`, "
               "`BENCH_TARGET_MS`, `BENCH_PROCS`, `BENCH_SKIP_GO=1`, `BENCH_SKIP_CRITERION=1`, "
               "`BENCH_SKIP_LIBGC=1`. A single harness: "
-              "`target/bench/harness_gcpin micro pin_unpin`, `… fullgc`, `… tree`.")
+              "`target/bench/harness_gcpin micro pin_unpin`, `… fullgc`, `… tree`, `… floor`.")
     with open(args.out, "w", encoding="utf-8") as f:
         f.write("\n".join(md) + "\n")
     print(f"wrote {args.out} and {args.svg}", file=sys.stderr)
