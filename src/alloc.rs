@@ -46,6 +46,30 @@ pub fn malloc(g: &InRuntime, h: &Heap, size: usize, noscan: bool) -> Result<usiz
     }
 }
 
+/// The allocation fast path: a small size whose class has a free slot in the
+/// thread's cached word. Returns 0 when anything more is needed (a refill, a
+/// large object, size 0); the caller then goes through `malloc`. Makes no
+/// call — zeroing of up to 256 bytes is inline — and cannot panic.
+#[inline(always)]
+pub fn malloc_fast(g: &InRuntime, size: usize, noscan: bool) -> usize {
+    if size.wrapping_sub(1) >= MAX_SMALL_SIZE {
+        return 0;
+    }
+    let class = sizeclass::size_to_class(size);
+    // SAFETY: as in `malloc`.
+    let mc = unsafe { &mut *(*g.thread()).mcache.get() };
+    match mc.alloc_fast(class << 1 | noscan as usize) {
+        Some((addr, needzero)) => {
+            if needzero {
+                // SAFETY: class < NUM_CLASSES (size_to_class of a small size).
+                zero_object(addr, unsafe { *sizeclass::CLASS_SIZE.get_unchecked(class) } as usize);
+            }
+            addr
+        }
+        None => 0,
+    }
+}
+
 /// Zeroes a recycled slot: inline 16-byte stores for small objects (a call to
 /// memset costs more than the stores), memset for the rest.
 #[inline(always)]

@@ -43,23 +43,33 @@ impl Mcache {
     /// address and whether the object may hold old data and must be zeroed.
     #[inline(always)]
     pub fn alloc(&mut self, h: &Heap, spc: usize) -> Result<(usize, bool), AllocFail> {
+        match self.alloc_fast(spc) {
+            Some(r) => Ok(r),
+            None => self.alloc_slow(h, spc),
+        }
+    }
+
+    /// The fast path of `alloc` [Go: nextFreeFast]: a slot from the cached
+    /// word, or None when the word is used up (or there is no span yet).
+    #[inline(always)]
+    pub fn alloc_fast(&mut self, spc: usize) -> Option<(usize, bool)> {
         // SAFETY: span classes are < NUM_SPAN_CLASSES by construction.
         let e = unsafe { self.entries.get_unchecked_mut(spc) };
-        if e.free != 0 {
-            let bit = e.free.trailing_zeros() as usize;
-            e.free &= e.free - 1;
-            let idx = e.word as usize * 64 + bit;
-            let s = e.span;
-            // SAFETY: the span is owned by this mcache (invariant); only this
-            // thread sets its alloc bits while it is cached; `word` is below
-            // the span's bitmap length.
-            unsafe {
-                let w = (*s).alloc.get_unchecked(e.word as usize);
-                w.store(w.load(Relaxed) | 1 << bit, Relaxed);
-                return Ok(((*s).base + idx * (*s).elemsize, (*s).needzero));
-            }
+        if e.free == 0 {
+            return None;
         }
-        self.alloc_slow(h, spc)
+        let bit = e.free.trailing_zeros() as usize;
+        e.free &= e.free - 1;
+        let idx = e.word as usize * 64 + bit;
+        let s = e.span;
+        // SAFETY: the span is owned by this mcache (invariant); only this
+        // thread sets its alloc bits while it is cached; `word` is below the
+        // span's bitmap length.
+        unsafe {
+            let w = (*s).alloc.get_unchecked(e.word as usize);
+            w.store(w.load(Relaxed) | 1 << bit, Relaxed);
+            Some(((*s).base + idx * (*s).elemsize, (*s).needzero))
+        }
     }
 
     #[inline(never)]

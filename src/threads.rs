@@ -267,12 +267,23 @@ impl Drop for InRuntime {
             (*self.0).in_runtime.store(false, Relaxed);
             compiler_fence(SeqCst);
             if (*self.0).suspend_pending.load(Relaxed) {
-                (*self.0).suspend_pending.store(false, Relaxed);
-                // Deliver the deferred stop to ourselves: the handler runs before
-                // pthread_kill returns and parks us until the world restarts.
-                libc::pthread_kill(libc::pthread_self(), sig_suspend());
+                deliver_deferred_stop(self.0);
             }
         }
+    }
+}
+
+/// Delivers a stop that arrived while the thread was inside the runtime to the
+/// thread itself: the handler runs before pthread_kill returns and parks us
+/// until the world restarts. Out of line: the fast paths around it then need
+/// no saved registers.
+#[cold]
+#[inline(never)]
+fn deliver_deferred_stop(ts: *mut ThreadState) {
+    // SAFETY: `ts` is the calling thread's live record; signalling ourselves.
+    unsafe {
+        (*ts).suspend_pending.store(false, Relaxed);
+        libc::pthread_kill(libc::pthread_self(), sig_suspend());
     }
 }
 
