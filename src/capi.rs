@@ -211,6 +211,22 @@ fn pin_entry(pinner: *mut gc_pinner, ptrs: &[usize]) -> gc_status {
     }
 }
 
+/// The common case of pinner_pin, before the panic boundary (it cannot
+/// panic, see `pinner::pin_one_fast`): a registered thread, a pinner with
+/// room, an allocated object pinned by one compare-and-swap. False, with
+/// nothing changed, sends the caller to `pin_entry`.
+#[inline(always)]
+fn pin_fast(pinner: *mut gc_pinner, ptr: usize) -> bool {
+    let Some(h) = crate::heap::heap_if_exists() else { return false };
+    let ts = threads::current();
+    if pinner.is_null() || ts.is_null() {
+        return false;
+    }
+    let g = InRuntime::enter(ts);
+    // SAFETY: a non-NULL gc_pinner from the caller.
+    pinner::pin_one_fast(&g, h, unsafe { &mut *pinner }, ptr)
+}
+
 /// One try at pinning `ptrs` through `pinner`, inside the runtime.
 #[inline(always)]
 fn pin_attempt(ts: *mut ThreadState, h: &Heap, pinner: *mut gc_pinner, ptrs: &[usize]) -> Result<bool, PinError> {
@@ -253,6 +269,9 @@ fn pin_after_collecting(ts: *mut ThreadState, h: &Heap, pinner: *mut gc_pinner, 
 /// must not be used by two threads at once.
 #[no_mangle]
 pub extern "C" fn pinner_pin(pinner: *mut gc_pinner, ptr: *const c_void) -> gc_status {
+    if pin_fast(pinner, ptr as usize) {
+        return GC_OK;
+    }
     ffi_boundary!(GC_ERR_INVALID, {
         if pinner.is_null() || ptr.is_null() {
             return GC_ERR_NULL;

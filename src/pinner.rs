@@ -139,18 +139,27 @@ pub fn for_each_pinned(s: *mut Span, mut f: impl FnMut(usize)) {
 /// interference — is one compare-and-swap, inlined into the caller.
 #[inline]
 pub fn pin_object(s: *mut Span, idx: usize) -> Result<(), AllocFail> {
-    // SAFETY: `s` is in use; a non-null `pins` is its live pin-bit array.
-    let pb = unsafe { (*s).pins.load(Acquire) };
-    if !pb.is_null() {
-        let (w, sh) = slot(idx);
-        // SAFETY: as above.
-        let word = unsafe { &(*pb).words[w] };
-        let old = word.load(Relaxed);
-        if (old >> sh) & STATE_MASK < 2 && word.compare_exchange(old, old + (1 << sh), AcqRel, Relaxed).is_ok() {
-            return Ok(());
-        }
+    if pin_object_fast(s, idx) {
+        return Ok(());
     }
     pin_object_slow(s, idx)
+}
+
+/// The common case of `pin_object`: pin bits present, fewer than two pins, and
+/// the compare-and-swap succeeds. False (nothing changed) otherwise.
+#[inline(always)]
+fn pin_object_fast(s: *mut Span, idx: usize) -> bool {
+    // SAFETY: `s` is in use; a non-null `pins` is its live pin-bit array.
+    let pb = unsafe { (*s).pins.load(Acquire) };
+    if pb.is_null() {
+        return false;
+    }
+    let (w, sh) = slot(idx);
+    // SAFETY: as above; `w` < BITMAP_WORDS * 2 for an index of an in-use span,
+    // and the mask makes that visible to the compiler.
+    let word = unsafe { &(*pb).words[w & (BITMAP_WORDS * 2 - 1)] };
+    let old = word.load(Relaxed);
+    (old >> sh) & STATE_MASK < 2 && word.compare_exchange(old, old + (1 << sh), AcqRel, Relaxed).is_ok()
 }
 
 #[cold]
@@ -511,6 +520,45 @@ pub fn pin_one(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptr: usize) -> Result
         (*inner).len += 1;
     }
     Ok(fresh)
+}
+
+/// The common case of `pin_one`, for the C API's path before its panic
+/// boundary: `p` has an inner pinner with room (or takes the thread's cached
+/// one, as after an unpin), `ptr` is an allocated object, and its pin is one
+/// compare-and-swap (`pin_object_fast`). Returns false when anything else is
+/// needed, having pinned nothing (it may have given `p` the cached inner
+/// pinner, as `pin_one` would); `pin_one` then does the whole job. Allocates
+/// nothing and cannot panic (every index is bounded by an in-use span's
+/// geometry).
+#[inline(always)]
+pub fn pin_one_fast(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptr: usize) -> bool {
+    let Ok(Target::Object(s, idx)) = classify(h, ptr) else { return false };
+    let inner = match inner_of(h, p) {
+        Ok(inner) if !inner.is_null() => inner,
+        Ok(_) => {
+            // SAFETY: the guard's thread is the caller's own record (see new_inner).
+            let cache = unsafe { &(*g.thread()).pinner_cache };
+            let cached = cache.load(Relaxed);
+            if cached == 0 {
+                return false;
+            }
+            cache.store(0, Relaxed);
+            p.impl_ = cached as *mut c_void;
+            cached as *mut InnerPinner
+        }
+        Err(_) => return false,
+    };
+    // SAFETY: a validated inner pinner owned by `p`; `len < cap` is checked
+    // before the store.
+    unsafe {
+        let len = (*inner).len();
+        if len == (*inner).cap() || !pin_object_fast(s, idx) {
+            return false;
+        }
+        *(*inner).refs().add(len) = pack_ref(s, idx);
+        (*inner).len += 1;
+    }
+    true
 }
 
 /// The thread's cached inner pinner, or a fresh one with its leak finalizer.
