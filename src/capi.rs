@@ -4,6 +4,12 @@
 //! into C; the documented value is returned instead), checks NULL, registers the
 //! calling thread when needed, enters the runtime for the duration of the work,
 //! and collects — after leaving the runtime — when an allocation asked for it.
+//! Three hot paths run before the boundary, on code that cannot panic (no
+//! allocation, no bounds check that can fail), and hand everything else to the
+//! guarded path: `is_pinned`, and the common cases of `gc_alloc` /
+//! `gc_alloc_noscan` (`alloc_fast`) and `pinner_pin` (`pin_fast`): the
+//! guarded path is a call into a full frame (saved registers, slow cases
+//! inline), the fast paths are straight-line code without one.
 //! Errors are `gc_status` values, never prints; the only aborts are a broken
 //! heap invariant and the default pinner-leak handler.
 
