@@ -59,8 +59,6 @@ pub struct Marker {
     pub overflowed: bool,
     /// Rescans done by `recover_overflow` over the marker's life.
     pub overflow_rescans: usize,
-    pub marked_objects: usize,
-    pub marked_bytes: usize,
 }
 
 // SAFETY: the stack is a private mapping owned by the marker, used under the
@@ -76,7 +74,7 @@ impl Marker {
     pub fn with_capacity(cap: usize) -> Marker {
         let bytes = cap * std::mem::size_of::<(usize, usize)>();
         let stack = os::reserve(bytes).unwrap_or_else(|| os::throw("cannot reserve the mark stack"));
-        Marker { last_span: std::ptr::null_mut(), last_lo: 0, last_len: 0, stack: stack as *mut _, cap, len: 0, high_water: 0, overflowed: false, overflow_rescans: 0, marked_objects: 0, marked_bytes: 0 }
+        Marker { last_span: std::ptr::null_mut(), last_lo: 0, last_len: 0, stack: stack as *mut _, cap, len: 0, high_water: 0, overflowed: false, overflow_rescans: 0 }
     }
 
     fn reset(&mut self) {
@@ -85,8 +83,6 @@ impl Marker {
         self.last_len = 0;
         self.len = 0;
         self.overflowed = false;
-        self.marked_objects = 0;
-        self.marked_bytes = 0;
     }
 
     /// Gives the pages of a deep stack back to the OS after a cycle.
@@ -130,8 +126,6 @@ impl Marker {
                 return;
             }
             *mark |= bit;
-            self.marked_objects += 1;
-            self.marked_bytes += (*s).elemsize;
             if !(*s).noscan() {
                 self.push((*s).object_base(idx), (*s).elemsize);
             }
