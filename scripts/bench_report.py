@@ -371,6 +371,10 @@ def main():
                      ("elapsed", "Benchmark run time")):
         if machine.get(k):
             md.append(f"- {label}: {machine[k]}")
+    if fastest_probe:
+        md.append(f"- Speed probe (`harness probe`, best in this run): {fastest_probe / 1e6:.1f} ms. "
+                  "Hosts and their load differ from run to run; a run whose probe is higher "
+                  "ran on a slower or busier machine, and its times are not comparable.")
     md.append("")
     md.append("## Results\n")
     md.append("Medians (time per operation; a batch row is one batch of 1000). "
