@@ -447,8 +447,10 @@ def main():
 
     md.append("## How each figure is measured\n")
     md.append("- **C harness** (`benches/harness.c`), compiled twice: `-DUSE_GCPIN` linked "
-              "statically with `target/release/libgcpin.a`, and `-DUSE_BOEHM` with `-lgc` "
-              "(`GC_THREADS`, default settings, `GC_MALLOC` / `GC_MALLOC_ATOMIC`). Each micro "
+              "statically with `target/release/libgcpin.a`, and `-DUSE_BOEHM` linked "
+              "statically with Debian's `libgc.a` "
+              + (f"(here: {machine['libgc_link']}) " if machine.get("libgc_link") else "")
+              + "(`GC_THREADS`, default settings, `GC_MALLOC` / `GC_MALLOC_ATOMIC`). Each micro "
               "workload runs in a process of its own (gcpin and libgc alternating, workload by "
               "workload), auto-scaled to about `BENCH_TARGET_MS` (150 ms) per run and run "
               "`BENCH_RUNS` (5) times; the median run is reported. Pin workloads follow Go's "
