@@ -71,6 +71,13 @@ header-check: lib
 build/c-tests/%: c-tests/%.c c-tests/check.h include/gcpin.h
 	$(c_link)
 
+# A program NOT linked against the library: it opens it with dlopen (run by
+# test_threads).
+build/c-tests/dlopen_helper: c-tests/dlopen_helper.c
+	@mkdir -p $(@D)
+	$(CC) $(C_FLAGS) -o $@ $< -lpthread -ldl
+build/c-tests/test_threads: build/c-tests/dlopen_helper
+
 build/examples/%: examples/%.c include/gcpin.h
 	$(c_link)
 

@@ -10,12 +10,17 @@
  * any thread. */
 #include "check.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+
+extern char **environ;
 
 static double now_sec(void) { return check_now(); }
 
@@ -758,4 +763,33 @@ TEST_TIMEOUT(thread_in_pure_computation_does_not_block_collections, 30) {
     CHECK_EQ(n, calc_n);
     CHECK(x == calc_x);
     CHECK(f == calc_f); /* registers, FP state included, restored exactly */
+}
+
+/* A program that is not linked against the library loads it with dlopen, as a
+ * plugin host would, and allocates, pins and collects from four threads
+ * (c-tests/dlopen_helper.c). The library keeps each thread's record in
+ * initial-exec TLS, which the loader must then find room for in its static TLS
+ * reserve. The helper finds the library where this process loaded it. */
+TEST_TIMEOUT(library_opened_with_dlopen_by_an_unlinked_program_works_from_threads, 120) {
+    Dl_info info;
+    void *(*fn)(size_t) = gc_alloc;
+    void *code; /* ISO C has no cast from a function pointer to void * */
+    memcpy(&code, &fn, sizeof code);
+    REQUIRE(dladdr(code, &info) != 0 && info.dli_fname != NULL);
+    char helper[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", helper, sizeof helper - 32);
+    REQUIRE(n > 0);
+    helper[n] = 0;
+    char *slash = strrchr(helper, '/');
+    REQUIRE(slash != NULL);
+    strcpy(slash + 1, "dlopen_helper");
+    char nodes[32];
+    snprintf(nodes, sizeof nodes, "%zu", check_size(20000));
+    char *argv[] = {helper, (char *)info.dli_fname, nodes, NULL};
+    pid_t pid;
+    REQUIRE(posix_spawn(&pid, helper, NULL, NULL, argv, environ) == 0);
+    int status;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "dlopen_helper (%s, %s): wait status %#x", info.dli_fname,
+           nodes, status);
 }
