@@ -75,17 +75,16 @@ fn set_errno(e: i32) {
 }
 
 /// The common case of gc_alloc and gc_alloc_noscan, before the panic
-/// boundary: a registered thread, no stress mode, and a free slot in the
-/// thread's cached word of the size class. It makes no call (so the callers
-/// save no registers on it) and cannot panic (no allocation, no failing bounds
-/// check). A collection another thread asked for is that thread's to run: it
-/// collects right after the allocation that crossed the trigger. Null sends
-/// the caller to `alloc_entry`, which does the whole job.
+/// boundary: a registered thread, no stress mode, no collection wanted, and a
+/// free slot in the thread's cached word of the size class. It makes no call
+/// (so the callers save no registers on it) and cannot panic (no allocation,
+/// no failing bounds check). Null sends the caller to `alloc_entry`, which
+/// does the whole job, collecting when the heap has crossed its trigger.
 #[inline(always)]
 fn alloc_fast(size: usize, noscan: bool) -> *mut c_void {
     let Some(h) = crate::heap::heap_if_exists() else { return std::ptr::null_mut() };
     let ts = threads::current();
-    if ts.is_null() || h.config.stress != 0 {
+    if ts.is_null() || h.config.stress != 0 || h.gc_wanted.load(std::sync::atomic::Ordering::Relaxed) {
         return std::ptr::null_mut();
     }
     let g = InRuntime::enter(ts);
