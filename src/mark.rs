@@ -102,9 +102,7 @@ impl Marker {
         // SAFETY: len < cap, inside our reservation.
         unsafe { *self.stack.add(self.len) = (base, len) };
         self.len += 1;
-        if self.len > self.high_water {
-            self.high_water = self.len;
-        }
+        // (`high_water` is updated by `drain`, which every push is followed by.)
     }
 
     /// Marks the object `idx` of span `s` if it is allocated and unmarked, and
@@ -116,7 +114,11 @@ impl Marker {
     pub unsafe fn mark_object(&mut self, s: *mut Span, idx: usize) {
         // SAFETY: per the contract the span is live and only we touch mark bits.
         unsafe {
-            if !(*s).is_allocated(idx) {
+            // is_allocated without the bounds check: idx < nelems <=
+            // MAX_OBJECTS_PER_SPAN keeps idx / 64 inside the bitmap.
+            if idx >= (*s).nelems as usize
+                || (*s).alloc.get_unchecked(idx / 64).load(std::sync::atomic::Ordering::Relaxed) & (1 << (idx % 64)) == 0
+            {
                 return;
             }
             // Raw word access to the bitvec array: this is the hottest line.
@@ -213,10 +215,33 @@ impl Marker {
     /// # Safety
     /// World stopped.
     pub unsafe fn drain(&mut self, h: &Heap) {
+        // Work on a copy in a local: the marker's fields (stack length, the
+        // span cache) then live in registers, where through `self` every store
+        // to the mark stack could alias them and force a reload. The copy is
+        // written back when the stack is empty. (Marker has no Drop; the copy
+        // is a plain move of its words.)
+        // SAFETY: a bitwise copy of a Drop-less struct of plain words, written
+        // back over the original before anyone else can see it.
+        unsafe {
+            let mut local = std::ptr::read(self);
+            local.drain_here(h);
+            std::ptr::write(self, local);
+        }
+    }
+
+    /// `drain` on the marker in place.
+    ///
+    /// # Safety
+    /// As `drain`.
+    #[inline(always)]
+    unsafe fn drain_here(&mut self, h: &Heap) {
         const FIFO: usize = 16;
         let mut fifo = [(0usize, 0usize); FIFO];
         let (mut head, mut count) = (0usize, 0usize);
         loop {
+            // The stack is at a local peak here: after the pushes of the last
+            // scan (or of the roots before the first), before any pop.
+            self.high_water = self.high_water.max(self.len);
             if count == 0 && self.len <= 1 {
                 // One grey object (a list being walked): nothing to overlap
                 // the fetch with, so scan it directly.
