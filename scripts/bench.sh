@@ -12,7 +12,7 @@
 #
 # Knobs (environment): BENCH_RUNS (runs per figure, default 5),
 # BENCH_TARGET_MS (length of one micro run, default 150), BENCH_PROCS
-# (processes for the full-GC and tree figures, default 3), BENCH_SKIP_GO=1,
+# (processes per implementation for every harness figure, default 3), BENCH_SKIP_GO=1,
 # BENCH_SKIP_CRITERION=1, BENCH_SKIP_LIBGC=1.
 set -uo pipefail
 
@@ -166,12 +166,18 @@ run_harness() { # run_harness <impl> "<mode> [args]" <file>
     fi
 }
 
-# Micro workloads: one process per workload, gcpin and libgc alternating, so
-# that a burst of load from elsewhere hits both sides alike.
+# Micro workloads: one process per workload and implementation, gcpin and
+# libgc alternating, PROCS rounds with the order swapped each round; the
+# report takes the median of the processes' medians. A slow phase of the host
+# (they last seconds) then hits one process of each side, not a whole figure.
 for w in $("$OUT/harness_gcpin" list); do
     load_begin
-    for impl in $IMPLS; do
-        run_harness "$impl" "micro $w" "$RES/harness_${impl}_micro.txt"
+    order=$IMPLS
+    for _ in $(seq "$PROCS"); do
+        for impl in $order; do
+            run_harness "$impl" "micro $w" "$RES/harness_${impl}_micro.txt"
+        done
+        order=$(echo "$order" | awk '{for (i = NF; i > 0; i--) printf "%s%s", $i, (i > 1 ? " " : "")}')
     done
     load_end "$w"
     grep -h " $w " "$RES"/harness_*_micro.txt | grep '^RESULT' >&2

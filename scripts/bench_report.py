@@ -451,9 +451,12 @@ def main():
               "statically with Debian's `libgc.a` "
               + (f"(here: {machine['libgc_link']}) " if machine.get("libgc_link") else "")
               + "(`GC_THREADS`, default settings, `GC_MALLOC` / `GC_MALLOC_ATOMIC`). Each micro "
-              "workload runs in a process of its own (gcpin and libgc alternating, workload by "
-              "workload), auto-scaled to about `BENCH_TARGET_MS` (150 ms) per run and run "
-              "`BENCH_RUNS` (5) times; the median run is reported. Pin workloads follow Go's "
+              "workload runs in processes of its own: "
+              f"{os.environ.get('BENCH_PROCS', '3')} per implementation, gcpin and libgc "
+              "alternating (the order swapped each round); each process auto-scales the "
+              "workload to about `BENCH_TARGET_MS` (150 ms) per run, runs it `BENCH_RUNS` (5) "
+              "times and reports its median run; the figure is the median of the processes' "
+              "medians. Pin workloads follow Go's "
               "`pinner_test.go`: a fresh 24-byte object per iteration (tiny: 1 byte, noscan); "
               "batches pin 1000 objects allocated up front. Parallel rows: 2 threads, each "
               "with its own pinner; ns/op = wall time / all operations, as `b.RunParallel`.")
