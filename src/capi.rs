@@ -4,10 +4,11 @@
 //! into C; the documented value is returned instead), checks NULL, registers the
 //! calling thread when needed, enters the runtime for the duration of the work,
 //! and collects — after leaving the runtime — when an allocation asked for it.
-//! Three hot paths run before the boundary, on code that cannot panic (no
+//! Four hot paths run before the boundary, on code that cannot panic (no
 //! allocation, no bounds check that can fail), and hand everything else to the
 //! guarded path: `is_pinned`, and the common cases of `gc_alloc` /
-//! `gc_alloc_noscan` (`alloc_fast`) and `pinner_pin` (`pin_fast`): the
+//! `gc_alloc_noscan` (`alloc_fast`), `pinner_pin` (`pin_fast`) and
+//! `pinner_unpin` (`unpin_fast`): the
 //! guarded path is a call into a full frame (saved registers, slow cases
 //! inline), the fast paths are straight-line code without one.
 //! Errors are `gc_status` values, never prints; the only aborts are a broken
@@ -232,6 +233,21 @@ fn pin_fast(pinner: *mut gc_pinner, ptr: usize) -> bool {
     pinner::pin_one_fast(&g, h, unsafe { &mut *pinner }, ptr)
 }
 
+/// The common case of pinner_unpin, before the panic boundary (it cannot
+/// panic, see `pinner::unpin_one_fast`): a registered thread whose pinner
+/// holds one pin. False, with nothing changed, sends the caller on.
+#[inline(always)]
+fn unpin_fast(pinner: *mut gc_pinner) -> bool {
+    let Some(h) = crate::heap::heap_if_exists() else { return false };
+    let ts = threads::current();
+    if pinner.is_null() || ts.is_null() {
+        return false;
+    }
+    let g = InRuntime::enter(ts);
+    // SAFETY: a non-NULL gc_pinner from the caller.
+    pinner::unpin_one_fast(&g, h, unsafe { &mut *pinner })
+}
+
 /// One try at pinning `ptrs` through `pinner`, inside the runtime.
 #[inline(always)]
 fn pin_attempt(ts: *mut ThreadState, h: &Heap, pinner: *mut gc_pinner, ptrs: &[usize]) -> Result<bool, PinError> {
@@ -306,6 +322,9 @@ pub extern "C" fn pinner_pin_many(pinner: *mut gc_pinner, ptrs: *const *const c_
 /// never pinned, does nothing.
 #[no_mangle]
 pub extern "C" fn pinner_unpin(pinner: *mut gc_pinner) {
+    if unpin_fast(pinner) {
+        return;
+    }
     ffi_boundary!((), {
         if pinner.is_null() {
             return;

@@ -226,19 +226,27 @@ fn pin_object_slow(s: *mut Span, idx: usize) -> Result<(), AllocFail> {
 /// one inlined compare-and-swap.
 #[inline]
 pub fn unpin_object(s: *mut Span, idx: usize) {
-    // SAFETY: a pinned object keeps its span in use and its pin bits.
-    let pb = unsafe { (*s).pins.load(Acquire) };
-    if !pb.is_null() {
-        let (w, sh) = slot(idx);
-        // SAFETY: live pin-bit array.
-        let word = unsafe { &(*pb).words[w] };
-        let old = word.load(Relaxed);
-        let st = (old >> sh) & STATE_MASK;
-        if (st == 1 || st == 2) && word.compare_exchange(old, old - (1 << sh), AcqRel, Relaxed).is_ok() {
-            return;
-        }
+    if unpin_object_fast(s, idx) {
+        return;
     }
     unpin_object_slow(s, idx)
+}
+
+/// The common case of `unpin_object`: state 1 or 2, and the compare-and-swap
+/// succeeds. False (nothing changed) otherwise.
+#[inline(always)]
+fn unpin_object_fast(s: *mut Span, idx: usize) -> bool {
+    // SAFETY: a pinned object keeps its span in use and its pin bits.
+    let pb = unsafe { (*s).pins.load(Acquire) };
+    if pb.is_null() {
+        return false;
+    }
+    let (w, sh) = slot(idx);
+    // SAFETY: live pin-bit array; the mask as in `pin_object_fast`.
+    let word = unsafe { &(*pb).words[w & (BITMAP_WORDS * 2 - 1)] };
+    let old = word.load(Relaxed);
+    let st = (old >> sh) & STATE_MASK;
+    (st == 1 || st == 2) && word.compare_exchange(old, old - (1 << sh), AcqRel, Relaxed).is_ok()
 }
 
 #[cold]
@@ -723,11 +731,48 @@ pub fn unpin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner) {
             i += unpin_group(refs.add(i), n - i);
         }
         (*inner).len = 0;
-        let cache = &(*g.thread()).pinner_cache;
-        if cache.load(Relaxed) == 0 {
-            cache.store(inner as usize, Relaxed);
-            p.impl_ = std::ptr::null_mut();
+        cache_empty_inner(g, p, inner);
+    }
+}
+
+/// The common case of `unpin_all`, for the C API's path before its panic
+/// boundary: the pinner holds one reference, to an object pinned once or
+/// twice, and the compare-and-swap succeeds. False, with nothing changed,
+/// otherwise. Cannot panic.
+#[inline(always)]
+pub fn unpin_one_fast(g: &InRuntime, h: &Heap, p: &mut gc_pinner) -> bool {
+    let inner = match inner_of(h, p) {
+        Ok(inner) if !inner.is_null() => inner,
+        _ => return false,
+    };
+    // SAFETY: a validated inner pinner; its one reference is an object it
+    // pinned, so the span is in use and keeps its pin bits.
+    unsafe {
+        if (*inner).len() != 1 {
+            return false;
         }
+        let (s, idx) = unpack_ref(*(*inner).refs());
+        if !unpin_object_fast(s, idx) {
+            return false;
+        }
+        (*inner).len = 0;
+        cache_empty_inner(g, p, inner);
+    }
+    true
+}
+
+/// After an unpin: the now empty inner pinner becomes the thread's cached one
+/// (and `p` lets go of it) unless the thread has one already [seed 001].
+///
+/// # Safety
+/// `inner` is `p`'s valid inner pinner, holding no references.
+#[inline(always)]
+unsafe fn cache_empty_inner(g: &InRuntime, p: &mut gc_pinner, inner: *mut InnerPinner) {
+    // SAFETY: the guard's thread is the caller's own record (see new_inner).
+    let cache = unsafe { &(*g.thread()).pinner_cache };
+    if cache.load(Relaxed) == 0 {
+        cache.store(inner as usize, Relaxed);
+        p.impl_ = std::ptr::null_mut();
     }
 }
 
