@@ -260,29 +260,26 @@ done
 grep -h '^RESULT' "$RES"/harness_*_micro.txt >&2
 [ -f "$RES/go_own.txt" ] && grep -h ns/op "$RES/go_own.txt" >&2
 [ -f "$RES/go_std.txt" ] && grep -h ns/op "$RES/go_std.txt" >&2
-# Full collection and trees: one process per run, alternating implementations,
-# so that peaks and heaps never mix.
+# Full collection and trees, in PROCS rounds: one process per run, alternating
+# implementations, so that peaks and heaps never mix; Go's full collection
+# after each round's.
 for i in $(seq "$PROCS"); do
-    load_begin
-    for impl in $IMPLS; do
-        log "harness $impl fullgc ($i/$PROCS)"
-        run_harness "$impl" fullgc "$RES/harness_${impl}_fullgc.txt"
-    done
-    load_end gc_full_100mib
-    if [ $HAVE_GO = 1 ]; then
-        log "go runtime.GC with 100 MiB live ($i/$PROCS)"
+    for mode in fullgc tree; do
+        label=$mode
+        [ "$mode" = fullgc ] && label=gc_full_100mib
         load_begin
-        go_bench "$OUT/gobench.test" "$ROOT/benches/go" '^BenchmarkGCFull100MiB$' 3x 1 "$RES/go_gc.txt"
-        load_end go_gc
-    fi
-done
-for i in $(seq "$PROCS"); do
-    load_begin
-    for impl in $IMPLS; do
-        log "harness $impl tree ($i/$PROCS)"
-        run_harness "$impl" tree "$RES/harness_${impl}_tree.txt"
+        for impl in $IMPLS; do
+            log "harness $impl $mode ($i/$PROCS)"
+            run_harness "$impl" "$mode" "$RES/harness_${impl}_${mode}.txt"
+        done
+        load_end "$label"
+        if [ "$mode" = fullgc ] && [ $HAVE_GO = 1 ]; then
+            log "go runtime.GC with 100 MiB live ($i/$PROCS)"
+            load_begin
+            go_bench "$OUT/gobench.test" "$ROOT/benches/go" '^BenchmarkGCFull100MiB$' 3x 1 "$RES/go_gc.txt"
+            load_end go_gc
+        fi
     done
-    load_end tree
 done
 # The trees again with GCPIN_GC_PERCENT=50 (gcpin only): what the heap-growth
 # knob trades between time and peak RSS. Recorded as implementation
