@@ -8,9 +8,9 @@
 //! allocation, no bounds check that can fail), and hand everything else to the
 //! guarded path: `is_pinned`, and the common cases of `gc_alloc` /
 //! `gc_alloc_noscan` (`alloc_fast`), `pinner_pin` (`pin_fast`) and
-//! `pinner_unpin` (`unpin_fast`): the
-//! guarded path is a call into a full frame (saved registers, slow cases
-//! inline), the fast paths are straight-line code without one.
+//! `pinner_unpin` (`unpin_fast`). The guarded path is a call into a full frame
+//! (saved registers, slow cases inline); the fast paths are straight-line code
+//! without one.
 //! Errors are `gc_status` values, never prints; the only aborts are a broken
 //! heap invariant and the default pinner-leak handler.
 
@@ -83,13 +83,24 @@ fn set_errno(e: i32) {
 /// does the whole job, collecting when the heap has crossed its trigger.
 #[inline(always)]
 fn alloc_fast(size: usize, noscan: bool) -> *mut c_void {
-    let Some(h) = crate::heap::heap_if_exists() else { return std::ptr::null_mut() };
-    let ts = threads::current();
-    if ts.is_null() || h.config.stress != 0 || h.gc_wanted.load(std::sync::atomic::Ordering::Relaxed) {
+    let Some((h, g)) = fast_path_enter() else { return std::ptr::null_mut() };
+    if h.config.stress != 0 || h.gc_wanted.load(std::sync::atomic::Ordering::Relaxed) {
         return std::ptr::null_mut();
     }
-    let g = InRuntime::enter(ts);
     crate::alloc::malloc_fast(&g, size, noscan) as *mut c_void
+}
+
+/// The prologue of the fast paths: the heap, if it exists, and the calling
+/// thread inside the runtime, if it is registered. None sends the caller to
+/// its guarded path, which makes the heap or registers the thread.
+#[inline(always)]
+fn fast_path_enter() -> Option<(&'static Heap, InRuntime)> {
+    let h = crate::heap::heap_if_exists()?;
+    let ts = threads::current();
+    if ts.is_null() {
+        return None;
+    }
+    Some((h, InRuntime::enter(ts)))
 }
 
 #[inline(never)]
@@ -223,12 +234,10 @@ fn pin_entry(pinner: *mut gc_pinner, ptrs: &[usize]) -> gc_status {
 /// nothing changed, sends the caller to `pin_entry`.
 #[inline(always)]
 fn pin_fast(pinner: *mut gc_pinner, ptr: usize) -> bool {
-    let Some(h) = crate::heap::heap_if_exists() else { return false };
-    let ts = threads::current();
-    if pinner.is_null() || ts.is_null() {
+    if pinner.is_null() {
         return false;
     }
-    let g = InRuntime::enter(ts);
+    let Some((h, g)) = fast_path_enter() else { return false };
     // SAFETY: a non-NULL gc_pinner from the caller.
     pinner::pin_one_fast(&g, h, unsafe { &mut *pinner }, ptr)
 }
@@ -238,12 +247,10 @@ fn pin_fast(pinner: *mut gc_pinner, ptr: usize) -> bool {
 /// holds one pin. False, with nothing changed, sends the caller on.
 #[inline(always)]
 fn unpin_fast(pinner: *mut gc_pinner) -> bool {
-    let Some(h) = crate::heap::heap_if_exists() else { return false };
-    let ts = threads::current();
-    if pinner.is_null() || ts.is_null() {
+    if pinner.is_null() {
         return false;
     }
-    let g = InRuntime::enter(ts);
+    let Some((h, g)) = fast_path_enter() else { return false };
     // SAFETY: a non-NULL gc_pinner from the caller.
     pinner::unpin_one_fast(&g, h, unsafe { &mut *pinner })
 }

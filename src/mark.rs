@@ -114,11 +114,7 @@ impl Marker {
     pub unsafe fn mark_object(&mut self, s: *mut Span, idx: usize) {
         // SAFETY: per the contract the span is live and only we touch mark bits.
         unsafe {
-            // is_allocated without the bounds check: idx < nelems <=
-            // MAX_OBJECTS_PER_SPAN keeps idx / 64 inside the bitmap.
-            if idx >= (*s).nelems as usize
-                || (*s).alloc.get_unchecked(idx / 64).load(std::sync::atomic::Ordering::Relaxed) & (1 << (idx % 64)) == 0
-            {
+            if !(*s).is_allocated(idx) {
                 return;
             }
             // Raw word access to the bitvec array: this is the hottest line.

@@ -544,15 +544,12 @@ pub fn pin_one_fast(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptr: usize) -> b
     let inner = match inner_of(h, p) {
         Ok(inner) if !inner.is_null() => inner,
         Ok(_) => {
-            // SAFETY: the guard's thread is the caller's own record (see new_inner).
-            let cache = unsafe { &(*g.thread()).pinner_cache };
-            let cached = cache.load(Relaxed);
-            if cached == 0 {
+            let cached = take_cached_inner(g);
+            if cached.is_null() {
                 return false;
             }
-            cache.store(0, Relaxed);
             p.impl_ = cached as *mut c_void;
-            cached as *mut InnerPinner
+            cached
         }
         Err(_) => return false,
     };
@@ -572,13 +569,9 @@ pub fn pin_one_fast(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptr: usize) -> b
 /// The thread's cached inner pinner, or a fresh one with its leak finalizer.
 /// The flag says whether it was freshly allocated.
 fn new_inner(g: &InRuntime, h: &Heap) -> Result<(*mut InnerPinner, bool), PinError> {
-    // SAFETY: the guard's thread is the caller's own record; only it and a
-    // collector (with this thread stopped outside the runtime) touch the cache.
-    let cache = unsafe { &(*g.thread()).pinner_cache };
-    let cached = cache.load(Relaxed);
-    if cached != 0 {
-        cache.store(0, Relaxed);
-        return Ok((cached as *mut InnerPinner, false));
+    let cached = take_cached_inner(g);
+    if !cached.is_null() {
+        return Ok((cached, false));
     }
     let a = malloc(g, h, 64, false).map_err(|_| PinError::NoMemory)?;
     let inner = a as *mut InnerPinner;
@@ -589,6 +582,20 @@ fn new_inner(g: &InRuntime, h: &Heap) -> Result<(*mut InnerPinner, bool), PinErr
     let idx = unsafe { (*s).index_of(a) };
     crate::finalizer::set(s, idx, Some(inner_pinner_finalizer), std::ptr::null_mut()).map_err(|_| PinError::NoMemory)?;
     Ok((inner, true))
+}
+
+/// Takes the thread's cached inner pinner (empty, with its leak finalizer), or
+/// null if there is none.
+#[inline(always)]
+fn take_cached_inner(g: &InRuntime) -> *mut InnerPinner {
+    // SAFETY: the guard's thread is the caller's own record; only it and a
+    // collector (with this thread stopped outside the runtime) touch the cache.
+    let cache = unsafe { &(*g.thread()).pinner_cache };
+    let cached = cache.load(Relaxed);
+    if cached != 0 {
+        cache.store(0, Relaxed);
+    }
+    cached as *mut InnerPinner
 }
 
 /// Makes room for `extra` more references. Inside the runtime.
@@ -768,7 +775,7 @@ pub fn unpin_one_fast(g: &InRuntime, h: &Heap, p: &mut gc_pinner) -> bool {
 /// `inner` is `p`'s valid inner pinner, holding no references.
 #[inline(always)]
 unsafe fn cache_empty_inner(g: &InRuntime, p: &mut gc_pinner, inner: *mut InnerPinner) {
-    // SAFETY: the guard's thread is the caller's own record (see new_inner).
+    // SAFETY: the guard's thread is the caller's own record (see take_cached_inner).
     let cache = unsafe { &(*g.thread()).pinner_cache };
     if cache.load(Relaxed) == 0 {
         cache.store(inner as usize, Relaxed);

@@ -111,7 +111,10 @@ impl Span {
 
     #[inline]
     pub fn is_allocated(&self, idx: usize) -> bool {
-        idx < self.nelems as usize && self.alloc[idx / 64].load(Relaxed) & (1 << (idx % 64)) != 0
+        // SAFETY: idx < nelems <= MAX_OBJECTS_PER_SPAN (checked first; the bound
+        // is sizeclass's invariant, and a zeroed record has nelems 0), so
+        // idx / 64 < BITMAP_WORDS. Unchecked: this is on the mark loop's path.
+        idx < self.nelems as usize && unsafe { self.alloc.get_unchecked(idx / 64) }.load(Relaxed) & (1 << (idx % 64)) != 0
     }
 
     /// Number of allocated objects.
