@@ -94,8 +94,11 @@ impl PageAlloc {
     }
 
     /// Finds `n` free contiguous pages (first fit from the lowest address) and
-    /// marks them used. Zeroes the ones that were dirty.
-    fn alloc(&mut self, n: usize, arena_lo: usize) -> Option<usize> {
+    /// marks them used. Returns the first page and which of the pages were
+    /// dirty (bit i: page start + i), for the caller to zero with
+    /// `zero_dirty_pages` once it has let go of the page lock. A run longer than
+    /// 64 pages (a large object) is zeroed here instead and reports none.
+    fn alloc(&mut self, n: usize, arena_lo: usize) -> Option<(usize, u64)> {
         let mut start = self.hint;
         let mut len = 0;
         let mut i = self.hint;
@@ -140,18 +143,23 @@ impl PageAlloc {
         if n == 1 || start == self.hint {
             self.hint = start + n;
         }
+        let mut dirty = 0u64;
         for p in start..start + n {
             set_bit(self.used, p, true);
             if bit(self.dirty, p) {
                 set_bit(self.dirty, p, false);
                 self.free_dirty -= 1;
-                // SAFETY: page p is in the arena and now ours; it may hold old data.
-                unsafe { std::ptr::write_bytes((arena_lo + p * PAGE_SIZE) as *mut u8, 0, PAGE_SIZE) };
+                if n <= 64 {
+                    dirty |= 1 << (p - start);
+                } else {
+                    // SAFETY: page p is in the arena and now ours; it may hold old data.
+                    unsafe { std::ptr::write_bytes((arena_lo + p * PAGE_SIZE) as *mut u8, 0, PAGE_SIZE) };
+                }
             }
         }
         self.in_use += n;
         self.high_water = self.high_water.max(start + n);
-        Some(start)
+        Some((start, dirty))
     }
 
     fn free(&mut self, start: usize, n: usize) {
@@ -207,6 +215,19 @@ impl PageAlloc {
 
     pub fn is_dirty(&self, p: usize) -> bool {
         bit(self.dirty, p)
+    }
+}
+
+/// Zeroes the pages of `dirty` (bit i: page start + i), as `PageAlloc::alloc`
+/// reported them. The pages must be the caller's.
+fn zero_dirty_pages(arena_lo: usize, start: usize, mut dirty: u64) {
+    while dirty != 0 {
+        let i = dirty.trailing_zeros() as usize;
+        // Zero each run of dirty pages with one call.
+        let run = (dirty >> i).trailing_ones() as usize;
+        // SAFETY: pages start+i .. start+i+run are in the arena and the caller's.
+        unsafe { std::ptr::write_bytes((arena_lo + (start + i) * PAGE_SIZE) as *mut u8, 0, run * PAGE_SIZE) };
+        dirty &= !((u64::MAX >> (64 - run)) << i);
     }
 }
 
@@ -343,24 +364,40 @@ impl Heap {
 
     /// Allocates a span of `npages` pages for `spanclass` and publishes it in
     /// the page table. Must be called inside the runtime (see `threads`).
+    ///
+    /// The span record comes from its pool, and the dirty pages of a small span
+    /// are zeroed, outside the page lock: two threads refilling their caches
+    /// then wait for each other only for the bitmap search. (Nobody else can
+    /// use the span before we return it, and no collection can look at its
+    /// pages meanwhile: we are inside the runtime.)
     pub fn alloc_span(&self, npages: usize, spanclass: u8) -> Result<*mut Span, AllocFail> {
+        let s = SPAN_POOL.alloc() as *mut Span;
+        if s.is_null() {
+            return Err(AllocFail::NoMemory);
+        }
+        let give_back = |e| {
+            // SAFETY: the record is ours and was never published.
+            unsafe { SPAN_POOL.free(s as *mut u8) };
+            Err(e)
+        };
         let mut pa = self.pages.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(max) = self.config.max_heap {
             if (pa.in_use + npages).saturating_mul(PAGE_SIZE) > max {
-                return Err(AllocFail::Limit);
+                drop(pa);
+                return give_back(AllocFail::Limit);
             }
         }
-        let start = pa.alloc(npages, self.arena_lo).ok_or(AllocFail::NoMemory)?;
-        let s = SPAN_POOL.alloc() as *mut Span;
-        if s.is_null() {
-            pa.free(start, npages);
-            return Err(AllocFail::NoMemory);
-        }
+        let Some((start, dirty)) = pa.alloc(npages, self.arena_lo) else {
+            drop(pa);
+            return give_back(AllocFail::NoMemory);
+        };
         // SAFETY: `s` is a fresh zeroed record only we know of.
         unsafe { (*s).init(self.arena_lo + start * PAGE_SIZE, npages, spanclass) };
         for p in start..start + npages {
             self.table_entry(p).store(s as usize, Release);
         }
+        drop(pa);
+        zero_dirty_pages(self.arena_lo, start, dirty);
         Ok(s)
     }
 
@@ -464,20 +501,32 @@ mod tests {
     #[test]
     fn first_fit_reuses_freed_runs_and_zeroes_dirty_pages() {
         let (lo, mut pa) = arena(1024);
-        let a = pa.alloc(3, lo).unwrap();
-        let b = pa.alloc(100, lo).unwrap();
+        let (a, dirty_a) = pa.alloc(3, lo).unwrap();
+        let (b, _) = pa.alloc(100, lo).unwrap();
         assert_eq!(a, 1, "page 0 is reserved");
         assert_eq!(b, 4);
+        assert_eq!(dirty_a, 0, "fresh pages are clean");
         // SAFETY: the pages of `a` are ours; dirty them.
         unsafe { std::ptr::write_bytes((lo + a * PAGE_SIZE) as *mut u8, 0xFF, 3 * PAGE_SIZE) };
         pa.free(a, 3);
         assert_eq!(pa.free_dirty, 3);
-        let c = pa.alloc(2, lo).unwrap();
+        let (c, dirty_c) = pa.alloc(2, lo).unwrap();
         assert_eq!(c, a, "first fit takes the lowest free run");
+        assert_eq!(dirty_c, 0b11, "both reused pages are reported dirty");
+        zero_dirty_pages(lo, c, dirty_c);
         // SAFETY: reading pages we own.
         let bytes = unsafe { std::slice::from_raw_parts((lo + c * PAGE_SIZE) as *const u8, 2 * PAGE_SIZE) };
         assert!(bytes.iter().all(|&x| x == 0), "dirty pages are zeroed on reuse");
         assert_eq!(pa.free_dirty, 1);
+        // Dirty, clean, dirty, dirty: only the pages in the mask are written.
+        // SAFETY: pages 4..8 are b's, ours in this test.
+        unsafe { std::ptr::write_bytes((lo + 4 * PAGE_SIZE) as *mut u8, 0xEE, 4 * PAGE_SIZE) };
+        zero_dirty_pages(lo, 4, 0b1101);
+        for (page, want) in [(4, 0), (5, 0xEE), (6, 0), (7, 0)] {
+            // SAFETY: as above.
+            let bytes = unsafe { std::slice::from_raw_parts((lo + page * PAGE_SIZE) as *const u8, PAGE_SIZE) };
+            assert!(bytes.iter().all(|&x| x == want), "page {page}");
+        }
         assert!(pa.alloc(2000, lo).is_none(), "a run larger than the arena fails");
         assert_eq!(pa.in_use, 102);
     }
@@ -485,7 +534,7 @@ mod tests {
     #[test]
     fn scavenge_releases_highest_dirty_pages_first() {
         let (lo, mut pa) = arena(4096);
-        let a = pa.alloc(1000, lo).unwrap();
+        let (a, _) = pa.alloc(1000, lo).unwrap();
         pa.free(a, 1000);
         assert_eq!(pa.free_dirty, 1000);
         assert_eq!(pa.scavenge(400, 100, lo), 100, "at most max pages per call");
