@@ -294,7 +294,7 @@ impl Heap {
         let config = Config::from_env();
         let mut size = config.arena_bytes;
         let (lo, size) = loop {
-            if let Some(base) = os::reserve(size + PAGE_SIZE) {
+            if let Some(base) = os::reserve_arena(size + PAGE_SIZE) {
                 break ((base + PAGE_SIZE - 1) & !(PAGE_SIZE - 1), size);
             }
             if size <= 256 << 20 {
