@@ -56,14 +56,6 @@ vg_rc=86
 # BINARY TEST|REASON: tests that cannot run meaningfully under memcheck.
 SKIPS=(
     "test_threads objects_only_in_another_threads_registers_survive_collections|reads the 1 KiB below its own stack pointer on purpose (to prove no copy of its pointers is left in stack memory): an invalid read to memcheck by design"
-    # Under valgrind the arena is mapped at a low address (0x59c8b000 instead of
-    # 0x7f...), where small constants in the data segments of libc, ld.so and
-    # libgcpin (0x8000000, 0x5f5bebf, 0x6010404, ...) point into a 64 MiB heap:
-    # a few pages stay falsely retained. Measured: the 64 MiB object is kept
-    # by every collection; the refill after drop_all gets 60-61 of 64 chunks.
-    "test_bad_input sizes_near_the_heap_limit|needs the whole 64 MiB heap collectable; under valgrind the arena sits at a low address where integer constants in libc/ld.so/libgcpin data (e.g. 0x8000000) falsely retain the 64 MiB object"
-    "test_bad_input pin_when_the_heap_is_full_of_garbage|needs its one 64 MiB garbage object collectable; under valgrind it stays retained (2 objects live after every collection), as in sizes_near_the_heap_limit"
-    "test_limits large_allocations_past_the_limit_return_null_with_enomem|needs all but 2 of 64 one-MiB chunks reusable; under valgrind the arena sits at a low address where integer constants in libc/ld.so/libgcpin data falsely retain 3-4 of them"
 )
 
 if ! command -v valgrind >/dev/null 2>&1; then
