@@ -35,6 +35,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -337,6 +338,26 @@ CHECK_UNUSED static bool make_freed_slots(void *(*make)(void), uintptr_t *hidden
     if (!collect_until(&check_freed_finalized, n * 9 / 10, 10)) return false;
     collect_hard(); /* finalized objects are freed by this later cycle */
     return true;
+}
+
+/* Starts a thread; aborts when the system will not (a test cannot go on). */
+CHECK_UNUSED static void start_thread(pthread_t *t, void *(*fn)(void *), void *arg) {
+    int rc = pthread_create(t, NULL, fn, arg);
+    if (rc != 0) {
+        fprintf(stderr, "pthread_create: %s\n", strerror(rc));
+        abort();
+    }
+}
+
+/* Garbage in the size classes of 32 to 512 bytes, scan and noscan, filled with
+ * a pattern, so that a slot freed too early is soon reused and overwritten. */
+NOINLINE CHECK_UNUSED static void churn_classes(int rounds) {
+    for (int r = 0; r < rounds; r++) {
+        for (size_t words = 4; words <= 64; words += 6) {
+            uint64_t *g = (r & 1) ? gc_alloc(words * 8) : gc_alloc_noscan(words * 8);
+            if (g) memset(g, 0xEE, words * 8);
+        }
+    }
 }
 
 /* Waits without calling gcpin until *flag >= want; false after `seconds`. */

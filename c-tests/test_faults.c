@@ -39,14 +39,6 @@ extern char **environ;
 
 /* ------------------------------------------------------------ helpers */
 
-static void start_thread(pthread_t *t, void *(*fn)(void *), void *arg) {
-    int rc = pthread_create(t, NULL, fn, arg);
-    if (rc != 0) {
-        fprintf(stderr, "pthread_create: %s\n", strerror(rc));
-        abort();
-    }
-}
-
 /* Joins `t`, failing the test (and ending it: the runtime may be wedged) if the
  * thread has not ended within `seconds`. */
 static void join_within(pthread_t t, double seconds, const char *what) {
@@ -60,17 +52,6 @@ static void join_within(pthread_t t, double seconds, const char *what) {
     }
 }
 
-
-/* Garbage in several size classes, so that a slot freed too early is soon
- * reused and overwritten. */
-static NOINLINE void churn(int rounds) {
-    for (int r = 0; r < rounds; r++) {
-        for (size_t words = 4; words <= 64; words += 6) {
-            uint64_t *g = (r & 1) ? gc_alloc(words * 8) : gc_alloc_noscan(words * 8);
-            if (g) memset(g, 0xEE, words * 8);
-        }
-    }
-}
 
 /* Objects with finalizers that nothing reaches: proof that the collections of
  * a test do free garbage (so that "not freed" means something). */
@@ -112,7 +93,7 @@ struct collector {
 static void *collector_main(void *arg) {
     struct collector *c = arg;
     while (!atomic_load(&c->stop)) {
-        churn(1);
+        churn_classes(1);
         gc_collect();
         atomic_fetch_add(&c->done, 1);
         if (c->period_ms) sleep_ms(c->period_ms);
@@ -332,7 +313,7 @@ static atomic_int sig_stop, sig_faults[2], sig_raised[2];
 static void *signal_collector(void *arg) {
     int me = (int)(intptr_t)arg;
     for (int k = 0; !atomic_load(&sig_stop); k++) {
-        churn(2);
+        churn_classes(2);
         gc_collect();
         raise(SIGUSR1); /* synchronous: runs before raise returns */
         atomic_fetch_add(&sig_raised[me], 1);
@@ -355,7 +336,7 @@ static void *masked_thread(void *arg) {
     pthread_sigmask(SIG_BLOCK, NULL, &before);
     gc_thread_register();
     atomic_store(&mask_ready, 1);
-    while (!atomic_load(&mask_stop)) churn(1);
+    while (!atomic_load(&mask_stop)) churn_classes(1);
     pthread_sigmask(SIG_BLOCK, NULL, &after);
     int same = 1;
     for (int s = 1; s < 65; s++) same &= sigismember(&before, s) == sigismember(&after, s);
@@ -491,7 +472,7 @@ TEST_TIMEOUT(program_keeps_sigpwr_when_gcpin_uses_another_signal, 30) {
     make_controls(64, &pwr_controls);
     int sent = 0;
     for (int i = 0; i < 30; i++) {
-        churn(3);
+        churn_classes(3);
         scrub_stack();
         gc_collect(); /* stops the holder with the other signal */
         gc_run_finalizers();
@@ -585,7 +566,7 @@ static void *child_worker(void *arg) {
     node *l = build_list(tag, 800);
     int ok = l != NULL;
     for (int i = 0; i < 5 && ok; i++) {
-        churn(2);
+        churn_classes(2);
         gc_collect();
         ok = list_ok(l, tag, 800);
     }
@@ -619,7 +600,7 @@ static int fork_child(void) {
     for (int i = 0; i < 3; i++)
         if (pthread_create(&w[i], NULL, child_worker, (void *)(intptr_t)i) != 0) return 12;
     for (int i = 0; i < 10; i++) {
-        churn(2);
+        churn_classes(2);
         gc_collect();
     }
     for (int i = 0; i < 3; i++) {
@@ -913,7 +894,7 @@ TEST_TIMEOUT(threads_blocked_in_system_calls_keep_their_data_and_objects, 60) {
     gc_stats st0, st1;
     gc_get_stats(&st0);
     for (int i = 0; i < 60; i++) {
-        churn(3);
+        churn_classes(3);
         scrub_stack();
         gc_collect();
         gc_run_finalizers();
@@ -1010,7 +991,7 @@ TEST_TIMEOUT(collection_waits_for_a_thread_that_blocks_signals, 30) {
     pthread_t t;
     start_thread(&t, signal_blocker, NULL);
     REQUIRE(await_int(&bs_phase, 1, 10));
-    churn(4);
+    churn_classes(4);
     gc_collect();
     double done = check_now();
     join_within(t, 10, "the blocking thread");
@@ -1089,7 +1070,7 @@ static void handler_frame_test(bool alt) {
     REQUIRE(await_int(&sh_ready, 1, 10));
     make_controls(64, &sh_controls);
     for (int i = 0; i < 20; i++) {
-        churn(4);
+        churn_classes(4);
         scrub_stack();
         gc_collect();
         gc_run_finalizers();
@@ -1122,7 +1103,7 @@ static atomic_int cg_bad, cg_detached_done, cg_lost;
 
 static NOINLINE int list_work(uint64_t tag) {
     node *l = build_list(tag, 300);
-    churn(2);
+    churn_classes(2);
     gc_collect();
     return !list_ok(l, tag, 300);
 }
@@ -1268,7 +1249,7 @@ TEST_TIMEOUT(posix_spawn_and_system_while_another_thread_collects, 60) {
             int r = system("exit 3");
             CHECKF(WIFEXITED(r) && WEXITSTATUS(r) == 3, "system() %d: %#x", i, r);
         }
-        churn(2);
+        churn_classes(2);
     }
     CHECK(collector_progress(&c, 3));
     collector_stop(&c);

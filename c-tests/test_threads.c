@@ -24,30 +24,6 @@ extern char **environ;
 
 static double now_sec(void) { return check_now(); }
 
-/* Sleeps up to ms; returns early when a signal (a collection stopping this
- * thread) interrupts it. Every caller loops on a condition. Not restarting with
- * the remaining time matters: while another thread collects back to back, every
- * restarted nanosleep is interrupted again before any of its time passes, and
- * the sleep never ends. */
-static void start_thread(pthread_t *t, void *(*fn)(void *), void *arg) {
-    int rc = pthread_create(t, NULL, fn, arg);
-    if (rc != 0) {
-        fprintf(stderr, "pthread_create: %s\n", strerror(rc));
-        abort();
-    }
-}
-
-
-/* Garbage in the size classes the tests use, filled with a pattern, so that a
- * slot freed too early is soon reused and overwritten. */
-static NOINLINE void churn(int rounds) {
-    for (int r = 0; r < rounds; r++) {
-        for (size_t words = 4; words <= 64; words += 6) {
-            uint64_t *g = (r & 1) ? gc_alloc(words * 8) : gc_alloc_noscan(words * 8);
-            if (g) memset(g, 0xEE, words * 8);
-        }
-    }
-}
 
 /* ---------------------------------------------------------------------------
  * Four threads build, verify and drop linked lists while another collects. */
@@ -215,7 +191,7 @@ TEST_TIMEOUT(objects_only_on_another_threads_stack_survive_collections, 30) {
      * find and finalize unreachable objects. */
     make_hidden_controls(64, &control_finalized);
     for (int i = 0; i < 40; i++) {
-        churn(4);
+        churn_classes(4);
         scrub_stack();
         gc_collect();
         gc_run_finalizers();
@@ -311,7 +287,7 @@ TEST_TIMEOUT(objects_only_in_another_threads_registers_survive_collections, 30) 
     make_hidden_controls(64, &reg_control_finalized);
     long iters_before = atomic_load(&spin_iters);
     for (int i = 0; i < 40; i++) {
-        churn(4);
+        churn_classes(4);
         scrub_stack();
         gc_collect();
         gc_run_finalizers();
@@ -403,7 +379,7 @@ TEST_TIMEOUT(thread_blocked_in_read_survives_collections_and_reads_correctly, 30
     gc_stats st0, st1;
     gc_get_stats(&st0);
     for (int i = 0; i < 60; i++) {
-        churn(4);
+        churn_classes(4);
         scrub_stack();
         gc_collect();
     }
@@ -462,7 +438,7 @@ static void *exiter(void *arg) {
 static void *background_collector(void *arg) {
     (void)arg;
     while (!atomic_load(&bg_stop)) {
-        churn(2);
+        churn_classes(2);
         gc_collect();
         atomic_fetch_add(&bg_collections, 1);
     }
@@ -683,7 +659,7 @@ TEST_TIMEOUT(unregistered_thread_is_not_stopped_nor_scanned_until_registered_aga
     atomic_store(&unreg_phase, 2);
     CHECK(await_int(&unreg_phase, 3, 10));
     for (int i = 0; i < 20; i++) {
-        churn(2);
+        churn_classes(2);
         scrub_stack();
         gc_collect();
     }

@@ -10,17 +10,6 @@
 #include <pthread.h>
 #include <sched.h>
 
-/* Sleeps up to ms; returns early when a collection's signal interrupts it
- * (callers loop on a condition). */
-
-static void start_thread(pthread_t *t, void *(*fn)(void *), void *arg) {
-    int rc = pthread_create(t, NULL, fn, arg);
-    if (rc != 0) {
-        fprintf(stderr, "pthread_create: %s\n", strerror(rc));
-        abort();
-    }
-}
-
 enum { BUF_BYTES = 1024 };
 
 /* Churn: garbage in the buffers' size class, overwritten at once, so a buffer
