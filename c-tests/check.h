@@ -360,6 +360,18 @@ NOINLINE CHECK_UNUSED static void churn_classes(int rounds) {
     }
 }
 
+/* `cycles` times: garbage (churn_classes(4)), a scrubbed stack, a collection,
+ * then the queued finalizers: the loop the thread tests run while another
+ * thread holds objects only it can see. */
+NOINLINE CHECK_UNUSED static void churn_and_collect(int cycles) {
+    for (int i = 0; i < cycles; i++) {
+        churn_classes(4);
+        scrub_stack();
+        gc_collect();
+        gc_run_finalizers();
+    }
+}
+
 /* Waits without calling gcpin until *flag >= want; false after `seconds`. */
 CHECK_UNUSED static bool await_int(atomic_int *flag, int want, double seconds) {
     double end = check_now() + seconds;

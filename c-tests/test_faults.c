@@ -1069,12 +1069,7 @@ static void handler_frame_test(bool alt) {
     start_thread(&t, handler_holder, alt ? (void *)1 : NULL);
     REQUIRE(await_int(&sh_ready, 1, 10));
     make_controls(64, &sh_controls);
-    for (int i = 0; i < 20; i++) {
-        churn_classes(4);
-        scrub_stack();
-        gc_collect();
-        gc_run_finalizers();
-    }
+    churn_and_collect(20);
     collect_until(&sh_controls, 60, 10);
     CHECK_GE(atomic_load(&sh_controls), 60);
     sleep_ms(10);

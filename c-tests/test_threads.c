@@ -190,12 +190,7 @@ TEST_TIMEOUT(objects_only_on_another_threads_stack_survive_collections, 30) {
     /* Controls: garbage with finalizers, proving that collections here do
      * find and finalize unreachable objects. */
     make_hidden_controls(64, &control_finalized);
-    for (int i = 0; i < 40; i++) {
-        churn_classes(4);
-        scrub_stack();
-        gc_collect();
-        gc_run_finalizers();
-    }
+    churn_and_collect(40);
     collect_until(&control_finalized, 62, 20);
     long controls = atomic_load(&control_finalized);
     sleep_ms(20);
@@ -286,12 +281,7 @@ TEST_TIMEOUT(objects_only_in_another_threads_registers_survive_collections, 30) 
     CHECK_EQ(atomic_load(&spin_stack_copies), 0);
     make_hidden_controls(64, &reg_control_finalized);
     long iters_before = atomic_load(&spin_iters);
-    for (int i = 0; i < 40; i++) {
-        churn_classes(4);
-        scrub_stack();
-        gc_collect();
-        gc_run_finalizers();
-    }
+    churn_and_collect(40);
     collect_until(&reg_control_finalized, 62, 20);
     long controls = atomic_load(&reg_control_finalized);
     sleep_ms(20);
