@@ -57,6 +57,7 @@ macro_rules! ffi_boundary {
         }
     };
 }
+pub(crate) use ffi_boundary;
 
 impl From<PinError> for gc_status {
     fn from(e: PinError) -> gc_status {

@@ -13,7 +13,7 @@
 //! collector with the world stopped. The finalizer thread sleeps on a futex
 //! sequence number, with no lock held, so it can be stopped while it sleeps.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 
 use crate::heap::Heap;
@@ -36,6 +36,12 @@ pub struct FinalizerQueue {
     q: Mutex<QueueState>,
     seq: AtomicU32,
     thread_started: AtomicBool,
+    /// Finalizers run only when the program asks (`gc_run_finalizers`), never
+    /// on the finalizer thread (libgc's `GC_set_finalize_on_demand`).
+    pub on_demand: AtomicBool,
+    /// An `extern "C" fn()` called after a cycle that queued finalizers, or 0
+    /// (libgc's `GC_set_finalizer_notifier`).
+    pub notifier: AtomicUsize,
 }
 
 impl FinalizerQueue {
@@ -44,6 +50,8 @@ impl FinalizerQueue {
             q: Mutex::new(QueueState { head: std::ptr::null_mut(), tail: std::ptr::null_mut(), len: 0 }),
             seq: AtomicU32::new(0),
             thread_started: AtomicBool::new(false),
+            on_demand: AtomicBool::new(false),
+            notifier: AtomicUsize::new(0),
         }
     }
 
@@ -94,10 +102,16 @@ impl FinalizerQueue {
         }
     }
 
-    /// Tells the finalizer thread there is work. Outside the world stop.
+    /// Tells the finalizer thread there is work, and calls the notifier if
+    /// one is set. Outside the world stop and the runtime.
     pub fn wake(&self) {
         self.seq.fetch_add(1, Release);
         os::futex_wake(&self.seq, i32::MAX);
+        let f = self.notifier.load(Acquire);
+        if f != 0 {
+            // SAFETY: only `extern "C" fn()` values are stored in `notifier`.
+            unsafe { std::mem::transmute::<usize, extern "C" fn()>(f)() };
+        }
     }
 
     /// Starts the finalizer thread if it is not running. Outside the runtime.
@@ -111,7 +125,7 @@ impl FinalizerQueue {
             }
             loop {
                 let seq = h.finq.seq.load(Acquire);
-                if run_queued(h, usize::MAX) == 0 {
+                if h.finq.on_demand.load(Acquire) || run_queued(h, usize::MAX) == 0 {
                     os::futex_wait(&h.finq.seq, seq, None);
                 }
             }
@@ -193,9 +207,26 @@ fn run_queued_here(h: &Heap, max: usize) -> usize {
 /// setting again replaces the function and argument. Inside the runtime; the
 /// object is allocated. Fails only when no record can be had.
 pub fn set(s: *mut Span, idx: usize, f: Option<FinalizerFn>, arg: *mut libc::c_void) -> Result<(), ()> {
+    swap(s, idx, f, arg).map(|_| ())
+}
+
+/// `set`, returning the finalizer it replaced (function and argument; `None`
+/// when there was none), as libgc's `GC_register_finalizer` reports it.
+pub fn swap(
+    s: *mut Span,
+    idx: usize,
+    f: Option<FinalizerFn>,
+    arg: *mut libc::c_void,
+) -> Result<Option<(FinalizerFn, *mut libc::c_void)>, ()> {
     // SAFETY: `s` is in use; its lock guards its specials.
     let mut list = unsafe { (*s).specials.lock().unwrap_or_else(|e| e.into_inner()) };
     let existing = list.find(idx as u32, KIND_FINALIZER);
+    let old = if existing.is_null() {
+        None
+    } else {
+        // SAFETY: a record on the list we hold locked.
+        unsafe { (*existing).func.map(|func| (func, (*existing).arg)) }
+    };
     match (f, existing.is_null()) {
         (None, true) => {}
         (None, false) => {
@@ -223,5 +254,5 @@ pub fn set(s: *mut Span, idx: usize, f: Option<FinalizerFn>, arg: *mut libc::c_v
             }
         }
     }
-    Ok(())
+    Ok(old)
 }

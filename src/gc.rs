@@ -85,12 +85,15 @@ pub fn collect_if_wanted(h: &Heap) {
 }
 
 /// Takes the world lock and runs a cycle if `still_needed` (asked with the lock
-/// held, so it sees every cycle that ran while we waited). Returns false only if
-/// the calling thread could not be registered.
+/// held, so it sees every cycle that ran while we waited) and collection is not
+/// disabled (`Heap::gc_disabled`, asked with the lock held too: whoever raised
+/// the count and then took and let go of the world lock knows that no cycle
+/// runs until the count drops). Returns false only if the calling thread could
+/// not be registered.
 fn collect_when(h: &Heap, release: Release, still_needed: impl FnOnce() -> bool) -> bool {
     let Some(me) = threads::current_or_register() else { return false };
     let mut w = lock_world(h);
-    if !still_needed() {
+    if h.gc_disabled.load(Relaxed) > 0 || !still_needed() {
         return true;
     }
     let report = cycle(h, &mut w, me, release);
@@ -99,7 +102,17 @@ fn collect_when(h: &Heap, release: Release, still_needed: impl FnOnce() -> bool)
     true
 }
 
+/// Called at the start of every cycle, before the world stops, with the world
+/// lock held (libgc's `GC_set_start_callback`); 0 when none. It must not
+/// allocate from the heap or wait for another thread.
+pub static START_CALLBACK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn cycle(h: &Heap, w: &mut threads::World, me: *mut ThreadState, release: Release) -> CycleReport {
+    let f = START_CALLBACK.load(Acquire);
+    if f != 0 {
+        // SAFETY: only `extern "C" fn()` values are stored (libgc::GC_set_start_callback).
+        unsafe { std::mem::transmute::<usize, extern "C" fn()>(f)() };
+    }
     let segments = roots::data_segments();
     let t0 = os::nanotime();
     stop_the_world(w, me);

@@ -23,6 +23,7 @@ use std::sync::{Mutex, OnceLock};
 use crate::config::{Config, MIN_HEAP};
 use crate::finalizer::FinalizerQueue;
 use crate::fixalloc::FixAlloc;
+use crate::links::LinkTable;
 use crate::mcentral::Mcentral;
 use crate::os;
 use crate::pinner;
@@ -252,6 +253,15 @@ pub struct Heap {
     pub roots: RootSet,
     pub finq: FinalizerQueue,
     pub start_ns: u64,
+    /// Disappearing links (libgc's API), cleared by the sweep.
+    pub links: LinkTable,
+    /// While nonzero no collection runs, explicit or automatic (libgc's
+    /// `GC_disable`/`GC_enable` count; see `gc::collect_when`).
+    pub gc_disabled: AtomicUsize,
+    /// A heap limit set at run time (libgc's `GC_set_max_heap_size`), in
+    /// bytes, beside `config.max_heap`; `usize::MAX` when none. The smaller
+    /// of the two applies.
+    pub max_heap_bytes: AtomicUsize,
 }
 
 // SAFETY: `table` points into a mapping owned by the heap for the life of the
@@ -322,6 +332,9 @@ impl Heap {
             roots: RootSet::new(),
             finq: FinalizerQueue::new(),
             start_ns: os::nanotime(),
+            links: LinkTable::new(),
+            gc_disabled: AtomicUsize::new(0),
+            max_heap_bytes: AtomicUsize::new(usize::MAX),
         };
         h.stats.next_gc.store(next_gc as u64, Relaxed);
         h
@@ -381,11 +394,10 @@ impl Heap {
             Err(e)
         };
         let mut pa = self.pages.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(max) = self.config.max_heap {
-            if (pa.in_use + npages).saturating_mul(PAGE_SIZE) > max {
-                drop(pa);
-                return give_back(AllocFail::Limit);
-            }
+        let max = self.config.max_heap.unwrap_or(usize::MAX).min(self.max_heap_bytes.load(Relaxed));
+        if (pa.in_use + npages).saturating_mul(PAGE_SIZE) > max {
+            drop(pa);
+            return give_back(AllocFail::Limit);
         }
         let Some((start, dirty)) = pa.alloc(npages, self.arena_lo) else {
             drop(pa);
@@ -404,8 +416,10 @@ impl Heap {
     /// Frees an in-use span: unpublishes it, frees its pages, pin bits and record.
     ///
     /// # Safety
-    /// The world is stopped (or the span was never visible to other threads), the
-    /// span holds no allocated object, and no mcache or partial set refers to it.
+    /// The world is stopped (or the span was never visible to other threads, or
+    /// it is a large object's span freed explicitly by a thread inside the
+    /// runtime, see `alloc::free`), the span holds no allocated object, and no
+    /// mcache or partial set refers to it.
     pub unsafe fn free_span(&self, s: *mut Span, pa: &mut PageAlloc) {
         // SAFETY: per the contract we have exclusive use of the span.
         unsafe {

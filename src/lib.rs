@@ -25,6 +25,9 @@
 //! - `stats`, `verify`: exact statistics and the heap-invariant checker.
 //! - `capi`: the `extern "C"` shims; the header `include/gcpin.h` is generated
 //!   from them by `build.rs`.
+//! - `libgc`, `links`: libgc's API (the Boehm collector's `GC_*` names, declared
+//!   by the hand-written `include/gc.h`) over the same heap, and its
+//!   disappearing links, which the sweep clears.
 //!
 //! An allocation: `gc_alloc` → register the thread if new → enter the runtime →
 //! `mcache` fast path (or refill from `mcentral`, or a new span from `heap`) →
@@ -47,6 +50,9 @@ pub mod finalizer;
 pub mod fixalloc;
 pub mod gc;
 pub mod heap;
+/// cbindgen:ignore
+pub mod libgc;
+pub mod links;
 pub mod mark;
 pub mod mcache;
 pub mod mcentral;

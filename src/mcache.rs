@@ -89,9 +89,10 @@ impl Mcache {
                     return self.alloc(h, spc);
                 }
             }
-            // The span is full: it belongs to no list until the next sweep.
+            // The span is full: it belongs to no list until the next sweep (or
+            // an explicit free gives it a free slot again, see `alloc::free`).
             // SAFETY: owned span.
-            unsafe { (*s).cached = false };
+            unsafe { (*s).cached.store(false, Release) };
             *e = EMPTY;
         }
         self.refill(h, spc)?;
@@ -105,11 +106,12 @@ impl Mcache {
         if s.is_null() {
             let class = spc >> 1;
             s = h.alloc_span(sizeclass::CLASS_NPAGES[class] as usize, spc as u8)?;
+            // SAFETY: a new span no other thread has seen: marking it cached
+            // makes it ours (`take` marks the spans it hands out).
+            unsafe { (*s).cached.store(true, Relaxed) };
         }
-        // SAFETY: `s` came from the mcentral or was just created; no one else
-        // owns it, and marking it cached makes it ours.
+        // SAFETY: `s` came from the mcentral or was just created; it is ours.
         unsafe {
-            (*s).cached = true;
             let words = (*s).bitmap_words();
             let mut free_slots = 0usize;
             let mut first: Option<(usize, u64)> = None;
@@ -138,13 +140,43 @@ impl Mcache {
             }
             // SAFETY: the span is owned by this mcache until we clear `cached`.
             unsafe {
-                (*e.span).cached = false;
+                (*e.span).cached.store(false, Release);
                 if give_back && (*e.span).count_allocated() < (*e.span).nelems as usize {
                     h.central[spc].give(e.span);
                 }
             }
             self.entries[spc] = EMPTY;
         }
+    }
+
+    /// Takes back object `idx` of span `s` (class `spc`), explicitly freed, if
+    /// `s` is the span this mcache allocates from: its alloc bit is cleared and,
+    /// when it lies in the cached word, the slot is handed out again by the
+    /// next allocation of the class (zeroed: the span is marked `needzero`).
+    /// A slot in a later word is found when the cache moves on to that word;
+    /// one in an earlier word waits for the sweep. False, with nothing
+    /// changed, when `s` is not this mcache's span of `spc`.
+    ///
+    /// # Safety
+    /// The calling thread owns this mcache and is inside the runtime; object
+    /// `idx` of `s` is allocated, unpinned, and has no specials.
+    pub unsafe fn take_back(&mut self, spc: usize, s: *mut Span, idx: usize) -> bool {
+        let e = &mut self.entries[spc];
+        if e.span != s {
+            return false;
+        }
+        let (w, bit) = (idx / 64, 1u64 << (idx % 64));
+        // SAFETY: the span is owned by this mcache: only this thread writes its
+        // alloc bits and `needzero` (per the contract, inside the runtime).
+        unsafe {
+            let word = &(*s).alloc[w];
+            word.store(word.load(Relaxed) & !bit, Relaxed);
+            (*s).needzero = true;
+        }
+        if w == e.word as usize {
+            e.free |= bit;
+        }
+        true
     }
 
     /// Spans currently cached (for the heap verifier).

@@ -24,9 +24,19 @@ impl Mcentral {
         Mcentral { partial: Mutex::new(SpanSet::new()) }
     }
 
-    /// A span with free slots, or null. The caller marks it cached.
+    /// A span with free slots, or null. The span is marked cached before the
+    /// lock is let go: an explicit free that holds the lock and sees a span
+    /// uncached knows no thread allocates from it (see `alloc::free`).
     pub fn take(&self) -> *mut Span {
-        self.partial.lock().unwrap_or_else(|e| e.into_inner()).pop()
+        let mut set = self.partial.lock().unwrap_or_else(|e| e.into_inner());
+        let s = set.pop();
+        if !s.is_null() {
+            // SAFETY: a span from the partial set is in use and owned by no
+            // one; the caller becomes its owner.
+            unsafe { (*s).cached.store(true, std::sync::atomic::Ordering::Relaxed) };
+        }
+        drop(set);
+        s
     }
 
     /// Offers a span with free slots back. Returns false if no memory was left for

@@ -24,7 +24,7 @@
 //! Invariant: an object slot `i < nelems` is allocated iff its alloc bit is set;
 //! bits `>= nelems` are always clear. A pinned object is always allocated.
 
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::sync::Mutex;
 
 use bitvec::array::BitArray;
@@ -58,8 +58,12 @@ pub struct Span {
     /// `size_class << 1 | noscan`; size class 0 is a large object.
     pub spanclass: u8,
     pub state: AtomicU8,
-    /// Owned by some thread's mcache: only that thread allocates from it.
-    pub cached: bool,
+    /// Owned by some thread's mcache: only that thread allocates from it. Set
+    /// by `Mcentral::take` under the mcentral lock (or on a new span before any
+    /// other thread can see it); cleared by the owner (Release) when it gives
+    /// the span up, so an explicit free (`alloc::free`) that reads false
+    /// (Acquire) under the mcentral lock knows no mcache uses the span.
+    pub cached: AtomicBool,
     /// Freed slots may hold old data: zero objects as they are handed out.
     pub needzero: bool,
     /// Allocated objects right after the last sweep (or 0 for a new span):
@@ -158,7 +162,7 @@ impl Span {
             self.nelems = sizeclass::objects_per_span(class) as u32;
             self.div_magic = sizeclass::CLASS_DIV_MAGIC[class];
         }
-        self.cached = false;
+        self.cached.store(false, Relaxed);
         self.needzero = false;
         self.swept_count = 0;
         for w in &self.alloc {

@@ -1,8 +1,10 @@
 //! Specials: per-object records hung off a span [Go: mspan.specials].
 //!
-//! Two kinds exist: a finalizer (function and argument to run once the object is
-//! unreachable) and a pin counter (the pins beyond the two that an object's pin
-//! bits count, see `pinner`). Records come from an off-heap pool so the sweeper can
+//! Three kinds exist: a finalizer (function and argument to run once the object
+//! is unreachable), a pin counter (the pins beyond the two that an object's pin
+//! bits count, see `pinner`), and the mark of an uncollectable object (libgc's
+//! `GC_malloc_uncollectable`: the object holds one pin of its own, which only
+//! an explicit free takes back, see `alloc::free`). Records come from an off-heap pool so the sweeper can
 //! free them while the world is stopped.
 //!
 //! Invariants:
@@ -18,6 +20,7 @@ use crate::fixalloc::FixAlloc;
 
 pub const KIND_FINALIZER: u8 = 1;
 pub const KIND_PIN_COUNTER: u8 = 2;
+pub const KIND_UNCOLLECTABLE: u8 = 3;
 
 pub type FinalizerFn = unsafe extern "C" fn(obj: *mut c_void, arg: *mut c_void);
 

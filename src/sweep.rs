@@ -1,13 +1,16 @@
 //! Sweeping: free what marking did not reach [Go: mgcsweep.go].
 //!
 //! Runs with the world stopped, right after marking, over every in-use span:
+//! 0. short disappearing links (`links`) whose object is unmarked are cleared;
 //! 1. each finalizer special whose object is unmarked moves to the finalizer
 //!    queue, and its object is marked again (resurrected) so it survives until
 //!    its finalizer has run; a later cycle frees it;
 //! 2. the alloc bits become the mark bits: unmarked objects are free. Pinned
 //!    objects were marked as roots, so they are never freed;
 //! 3. a span with no object left goes back to the page heap; one with a free
-//!    slot goes to its mcentral's partial set; mark bits are cleared.
+//!    slot goes to its mcentral's partial set; mark bits are cleared;
+//! 4. long disappearing links whose object was freed are cleared, and links
+//!    that lay in freed objects are dropped.
 //!
 //! Invariant afterwards: no span is cached, every partial set holds exactly the
 //! in-use spans with a free slot, all mark bits are clear.
@@ -33,6 +36,7 @@ pub fn sweep(h: &Heap, pa: &mut PageAlloc) -> SweepReport {
         c.partial.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
     let mut r = SweepReport { live_bytes: 0, live_objects: 0, freed_spans: 0, finalizers_queued: 0, allocated_since_last: 0 };
+    h.links.clear_unmarked(h);
     let high_water = pa.high_water;
     // SAFETY: the world is stopped: no thread allocates, pins or frees, and no
     // span is cached (the cycle emptied every mcache).
@@ -47,6 +51,7 @@ pub fn sweep(h: &Heap, pa: &mut PageAlloc) -> SweepReport {
             }
         });
     }
+    h.links.clear_freed(h);
     r
 }
 

@@ -22,7 +22,7 @@ pub fn verify(h: &Heap, w: &World, pa: &mut PageAlloc) {
         for c in &h.central {
             let set = c.partial.lock().unwrap_or_else(|e| e.into_inner());
             set.for_each(|s| {
-                if !(*s).in_use() || (*s).cached {
+                if !(*s).in_use() || (*s).cached.load(std::sync::atomic::Ordering::Relaxed) {
                     throw("heap corruption: a partial set holds a free or cached span");
                 }
                 if (*s).count_allocated() >= (*s).nelems as usize {
@@ -63,7 +63,7 @@ unsafe fn verify_span(s: *mut Span, w: &World) {
         if sp.swept_count > sp.nelems {
             throw("heap corruption: swept count exceeds the object count");
         }
-        if sp.cached {
+        if sp.cached.load(std::sync::atomic::Ordering::Relaxed) {
             let owned = w.threads.iter().any(|&t| (*(*t).mcache.get()).cached_spans().any(|c| c == s));
             if !owned {
                 throw("heap corruption: a span is marked cached but no thread caches it");

@@ -1,0 +1,211 @@
+//! Disappearing links: words the collector clears when an object dies
+//! [libgc: GC_general_register_disappearing_link, GC_register_long_link].
+//!
+//! A link is the address of a word (in the heap, a data segment, or any memory
+//! the program keeps) that refers to an object, usually in hidden form
+//! (`GC_HIDE_POINTER`), so that the word itself keeps nothing alive. When a
+//! collection finds the object unreachable, the word is set to 0 and the link
+//! is dropped. Two kinds, as in libgc:
+//! - a short link is cleared as soon as the object is unreachable from the
+//!   roots, even if a finalizer resurrects it (checked against the mark bits,
+//!   before the sweep queues finalizers);
+//! - a long link is cleared only when the object is really freed (checked
+//!   against the alloc bits after the sweep, which keeps objects waiting for
+//!   their finalizer).
+//!
+//! A link that lies inside a heap object is dropped, without a write, when
+//! that object is freed (by a sweep or by an explicit free): its memory may be
+//! reused, and the registration must not outlive it.
+//!
+//! Lock discipline: the table's lock is taken inside the runtime (registration
+//! calls), or by the collector with the world stopped. With the world stopped
+//! nothing is allocated or freed: a dead entry is only marked (`target == 0`);
+//! registration calls remove dead entries later (`compact`), inside the runtime.
+//!
+//! Invariants: every live entry's target was an allocated heap object, or
+//! memory outside the heap, when it was registered; an entry whose link lies in
+//! the heap refers to a word of an allocated object.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::heap::Heap;
+
+/// Why a registration call failed, in libgc's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkError {
+    /// The link is registered already (`GC_DUPLICATE`).
+    Duplicate,
+    /// The link is not registered (`GC_NOT_FOUND`).
+    NotFound,
+}
+
+/// Link address -> the object whose death clears it (0: a dead entry).
+type Table = BTreeMap<usize, usize>;
+
+const SHORT: usize = 0;
+const LONG: usize = 1;
+
+/// Two tables, short links (index 0) and long links (1), keyed by the link's
+/// address: libgc keeps the kinds apart, so one word may be both.
+pub struct LinkTable {
+    tables: Mutex<[Table; 2]>,
+}
+
+impl LinkTable {
+    pub const fn new() -> LinkTable {
+        LinkTable {
+            tables: Mutex::new([BTreeMap::new(), BTreeMap::new()]),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut [Table; 2]) -> R) -> R {
+        f(&mut self.tables.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Registers `link` to be cleared when `target` dies. Inside the runtime;
+    /// `target` is an allocated heap object or memory outside the heap (which
+    /// never dies). A link registered already keeps its target and gives
+    /// `Duplicate`, as in libgc.
+    pub fn register(&self, link: usize, target: usize, long: bool) -> Result<(), LinkError> {
+        self.with(|t| {
+            compact(t);
+            let table = &mut t[long as usize];
+            if table.get(&link).is_some_and(|&l| l != 0) {
+                return Err(LinkError::Duplicate);
+            }
+            table.insert(link, target);
+            Ok(())
+        })
+    }
+
+    /// Drops the registration of `link`. Inside the runtime.
+    pub fn unregister(&self, link: usize, long: bool) -> Result<(), LinkError> {
+        self.with(|t| {
+            compact(t);
+            match t[long as usize].remove(&link) {
+                Some(l) if l != 0 => Ok(()),
+                _ => Err(LinkError::NotFound),
+            }
+        })
+    }
+
+    /// Moves the registration of `link` to `new_link` (libgc's
+    /// `GC_move_disappearing_link`). Inside the runtime.
+    pub fn relocate(&self, link: usize, new_link: usize, long: bool) -> Result<(), LinkError> {
+        self.with(|t| {
+            compact(t);
+            let table = &mut t[long as usize];
+            if !table.get(&link).is_some_and(|&l| l != 0) {
+                return Err(LinkError::NotFound);
+            }
+            if link == new_link {
+                return Ok(());
+            }
+            if table.get(&new_link).is_some_and(|&l| l != 0) {
+                return Err(LinkError::Duplicate);
+            }
+            let l = table.remove(&link).expect("checked above");
+            table.insert(new_link, l);
+            Ok(())
+        })
+    }
+
+    /// Drops, without writing, every link inside `[lo, hi)`: the memory of an
+    /// object being freed explicitly. Inside the runtime.
+    pub fn drop_inside(&self, lo: usize, hi: usize) {
+        self.with(|t| {
+            for table in t.iter_mut() {
+                if table.is_empty() {
+                    continue;
+                }
+                for (_, target) in table.range_mut(lo..hi) {
+                    *target = 0;
+                }
+            }
+        })
+    }
+
+    /// Before the sweep (world stopped, mark bits final): clears every short
+    /// link whose target is unmarked. Returns how many were cleared.
+    pub fn clear_unmarked(&self, h: &Heap) -> usize {
+        self.with(|t| {
+            let mut cleared = 0;
+            for (&link, target) in t[SHORT].iter_mut() {
+                if *target != 0 && !target_marked(h, *target) {
+                    clear(link, target);
+                    cleared += 1;
+                }
+            }
+            cleared
+        })
+    }
+
+    /// After the sweep (world stopped, alloc bits final): drops every link in
+    /// a freed object, and clears every long link whose target was freed.
+    /// Returns how many long links were cleared.
+    pub fn clear_freed(&self, h: &Heap) -> usize {
+        self.with(|t| {
+            let mut cleared = 0;
+            for (kind, table) in t.iter_mut().enumerate() {
+                for (&link, target) in table.iter_mut() {
+                    if *target == 0 {
+                        continue;
+                    }
+                    if h.in_arena(link) && !allocated(h, link) {
+                        *target = 0;
+                    } else if kind == LONG && !allocated_or_outside(h, *target) {
+                        clear(link, target);
+                        cleared += 1;
+                    }
+                }
+            }
+            cleared
+        })
+    }
+}
+
+/// Removes dead entries. Inside the runtime (it frees memory).
+fn compact(t: &mut [Table; 2]) {
+    for table in t.iter_mut() {
+        table.retain(|_, target| *target != 0);
+    }
+}
+
+/// Writes 0 into the link's word and kills the entry. World stopped.
+fn clear(link: usize, target: &mut usize) {
+    // SAFETY: the program registered `link` as a word it keeps (libgc's
+    // contract); a link inside a heap object whose object was freed has been
+    // dropped already (`drop_inside`, `clear_freed`), so the word is either
+    // outside the heap or in an object that still exists.
+    unsafe { (link as *mut usize).write_volatile(0) };
+    *target = 0;
+}
+
+/// Whether the object containing `addr` (in the arena) is allocated.
+fn allocated(h: &Heap, addr: usize) -> bool {
+    let s = h.span_of_heap(addr);
+    // SAFETY: an in-use span's geometry is fixed; the world is stopped.
+    !s.is_null() && unsafe { (*s).is_allocated((*s).index_of(addr)) }
+}
+
+fn allocated_or_outside(h: &Heap, target: usize) -> bool {
+    !h.in_arena(target) || allocated(h, target)
+}
+
+/// Whether the target survives marking: outside the heap, or a marked object.
+fn target_marked(h: &Heap, target: usize) -> bool {
+    if !h.in_arena(target) {
+        return true;
+    }
+    let s = h.span_of_heap(target);
+    if s.is_null() {
+        return false;
+    }
+    // SAFETY: an in-use span; the world is stopped, so its mark bits are the
+    // collector's, final for this cycle.
+    unsafe {
+        let idx = (*s).index_of(target);
+        idx < (*s).nelems as usize && (&(*s).mark)[idx]
+    }
+}
