@@ -1760,3 +1760,46 @@ pub extern "C" fn GC_debug_ptr_store_and_dirty(p: *mut c_void, q: *const c_void)
 pub extern "C" fn GC_debug_register_displacement(offset: usize) {
     GC_register_displacement(offset)
 }
+
+// ------------------------------------------------------------- gc_backptr.h
+
+/// libgc's `GC_NO_SPACE` (of `GC_ref_kind`): no back-pointer information.
+const GC_NO_SPACE: c_int = 1;
+
+/// gcpin keeps no back pointers: clears the out-parameters and answers
+/// `GC_NO_SPACE`, as libgc does when built without them.
+#[no_mangle]
+pub extern "C" fn GC_get_back_ptr_info(
+    _dest: *mut c_void,
+    base: *mut *mut c_void,
+    offset: *mut usize,
+) -> c_int {
+    if !base.is_null() {
+        // SAFETY: a non-NULL out-parameter from the caller.
+        unsafe { *base = std::ptr::null_mut() };
+    }
+    if !offset.is_null() {
+        // SAFETY: as above.
+        unsafe { *offset = 0 };
+    }
+    GC_NO_SPACE
+}
+
+#[no_mangle]
+pub extern "C" fn GC_generate_random_backtrace() {
+    crate::os::write_stderr(&["gcpin: GC_generate_random_backtrace: no back pointers are kept\n"]);
+}
+
+/// Prints the base and size of the object containing `p` on stderr.
+#[no_mangle]
+pub extern "C" fn GC_print_backtrace(p: *mut c_void) {
+    ffi_boundary!((), {
+        let base = GC_base(p);
+        let line = if base.is_null() {
+            format!("gcpin: GC_print_backtrace: {p:p} is not in an allocated object\n")
+        } else {
+            format!("gcpin: GC_print_backtrace: {p:p} is in the object at {base:p} of {} bytes; no back pointers are kept\n", GC_size(base))
+        };
+        crate::os::write_stderr(&[&line]);
+    })
+}
