@@ -1,15 +1,18 @@
 # gcpin: build, test, demo, benchmarks, install.
 #
-#   make            the library: target/release/libgcpin.{so,a} and include/gcpin.h
+#   make            the library: target/release/libgcpin.{so,a} and include/gcpin.h, and
+#                   target/release/libgc.so.1 (libgc's ABI, for binaries built for libgc)
 #   make demo       builds everything and runs the demo
 #   make test       cargo test + every C test in c-tests/ (twice: normally and under
-#                   GCPIN_STRESS=$(STRESS_N)); ends with one "N passed, N failed" line
+#                   GCPIN_STRESS=$(STRESS_N)) + the libgc drop-in checks (w3m on libgc
+#                   and on gcpin's libgc.so.1); ends with one "N passed, N failed" line
 #   make stress     the long runs: the C suite with a collection at every allocation,
 #                   the model test with 10^6 operations (scripts/stress.sh)
 #   make examples   builds examples/*.c into build/examples/
 #   make bench      benchmarks (writes BENCHMARKS.md)
 #   make valgrind   C tests under valgrind; make sanitizers: Rust tests under Miri, ASan (not in make test)
-#   make install    PREFIX=/usr/local: the library, the header and gcpin.pc
+#   make install    PREFIX=/usr/local: the library, the headers, gcpin.pc, the CMake package;
+#                   libgc.so.1 under lib/gcpin/ (LIBGC_DROP_IN=1: also in lib/, shadowing libgc)
 #   make clean
 #
 # System packages (libgc-dev, liburing-dev, pkg-config) come from scripts/deps.sh,
@@ -31,6 +34,10 @@ STRESS_N ?= 2000
 # The Rust tests (make test CARGO_TEST=true skips them).
 CARGO_TEST ?= cargo test --release
 VERSION   = $(shell sed -n -E 's/^version = "(.*)"/\1/p' Cargo.toml | head -n 1)
+SOVERSION = $(firstword $(subst ., ,$(VERSION)))
+# libgc's compatible headers, installed under include/gcpin/ (see gcpin.pc).
+LIBGC_HEADERS = gc.h gc_version.h gc_config_macros.h gc_backptr.h gc_pthread_redirects.h
+LIBGC_DROP_IN ?= 0
 
 C_TESTS   = $(patsubst c-tests/%.c,build/c-tests/%,$(wildcard c-tests/test_*.c))
 EXAMPLES  = $(patsubst examples/%.c,build/examples/%,$(wildcard examples/*.c))
@@ -43,7 +50,7 @@ define c_link
 	    $$(if grep -q '^[[:space:]]*#[[:space:]]*include[[:space:]]*<liburing.h>' $<; then pkg-config --cflags --libs liburing; fi)
 endef
 
-.PHONY: all deps lib header-check test stress c-tests examples demo bench valgrind sanitizers install clean
+.PHONY: all deps lib header-check test stress c-tests examples demo bench valgrind sanitizers install clean libgc-test
 
 all: lib
 
@@ -52,6 +59,16 @@ deps:
 
 lib:
 	cargo build --release
+	@ln -sf libgcpin.so $(LIBDIR)/libgcpin.so.$(SOVERSION)
+	@$(MAKE) --no-print-directory $(LIBDIR)/libgc.so.1
+
+# libgc.so.1: the whole static library linked into a shared object with libgc's
+# SONAME, exporting what libgc.map lists (unversioned, as Debian's libgc1 does).
+# The same object code as libgcpin.a, linked in a fraction of a second, so the
+# two libraries cannot drift apart.
+$(LIBDIR)/libgc.so.1: $(LIBDIR)/libgcpin.a libgc.map
+	$(CC) -shared -o $@ -Wl,-soname,libgc.so.1 -Wl,--version-script=libgc.map \
+	    -Wl,--whole-archive $(LIBDIR)/libgcpin.a -Wl,--no-whole-archive -lpthread -ldl -lm
 
 # build.rs regenerates include/gcpin.h on every build; the committed copy must be
 # what the sources generate. Outside a git checkout there is nothing to compare.
@@ -68,7 +85,7 @@ header-check: lib
 	    echo "header-check: include/gcpin.h is up to date"; \
 	fi
 
-build/c-tests/%: c-tests/%.c c-tests/check.h include/gcpin.h
+build/c-tests/%: c-tests/%.c c-tests/check.h include/gcpin.h $(addprefix include/,$(LIBGC_HEADERS))
 	$(c_link)
 
 # A program NOT linked against the library: it opens it with dlopen (run by
@@ -99,8 +116,14 @@ test: deps lib header-check c-tests
 	bash scripts/run-c-tests.sh --label c-tests --counts build/c-tests.counts $(C_TESTS) || rc=1; \
 	GCPIN_STRESS=$(STRESS_N) bash scripts/run-c-tests.sh --label "c-tests under GCPIN_STRESS=$(STRESS_N)" \
 	    --counts build/c-tests-stress.counts $(C_TESTS) || rc=1; \
+	echo "== libgc drop-in (w3m on libgc and on gcpin, symbols, install, pkg-config)"; \
+	rm -f build/libgc-dropin.counts; \
+	bash scripts/libgc-dropin-test.sh --counts build/libgc-dropin.counts >build/libgc-dropin.log; drc=$$?; \
+	sed 's/^/  libgc-dropin: /' build/libgc-dropin.log; [ "$$drc" -eq 0 ] || rc=1; \
+	[ -s build/libgc-dropin.counts ] || { echo "  libgc-dropin: FAIL (no summary)"; echo "0 1" >build/libgc-dropin.counts; }; \
 	read -r p1 f1 < build/c-tests.counts; read -r p2 f2 < build/c-tests-stress.counts; \
-	echo "$$((cp + p1 + p2)) passed, $$((cf + f1 + f2)) failed"; \
+	read -r p3 f3 < build/libgc-dropin.counts; \
+	echo "$$((cp + p1 + p2 + p3)) passed, $$((cf + f1 + f2 + f3)) failed"; \
 	exit $$rc
 
 stress: deps lib c-tests
@@ -112,6 +135,8 @@ demo: deps lib examples
 	else \
 	    GCPIN_TRACE=1 build/examples/graph_demo; \
 	fi
+	@echo "== libgc drop-in: the Debian w3m binary on libgc and on gcpin's libgc.so.1"
+	@bash scripts/libgc-dropin-test.sh --measure
 
 bench: deps lib
 	bash scripts/bench.sh
@@ -126,14 +151,35 @@ build/gcpin.pc: gcpin.pc.in Cargo.toml
 	@mkdir -p build
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< >$@
 
-install: lib
+build/gcpinConfigVersion.cmake: cmake/gcpinConfigVersion.cmake.in Cargo.toml
+	@mkdir -p build
+	sed -e 's|@VERSION@|$(VERSION)|g' $< >$@
+
+# libgcpin.so.$(VERSION) with the links libgcpin.so -> libgcpin.so.0 -> it;
+# libgc.so.1 in lib/gcpin/, where only a program that asks finds it
+# (LD_LIBRARY_PATH=$(PREFIX)/lib/gcpin); with LIBGC_DROP_IN=1 also in lib/,
+# where it shadows the system's libgc for every program.
+install: lib build/gcpinConfigVersion.cmake
 	@rm -f build/gcpin.pc
 	@$(MAKE) --no-print-directory build/gcpin.pc PREFIX=$(PREFIX)
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
-	install -m 755 $(LIBDIR)/libgcpin.so $(DESTDIR)$(PREFIX)/lib/libgcpin.so
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/gcpin $(DESTDIR)$(PREFIX)/lib/cmake/gcpin \
+	    $(DESTDIR)$(PREFIX)/include/gcpin/gc
+	install -m 755 $(LIBDIR)/libgcpin.so $(DESTDIR)$(PREFIX)/lib/libgcpin.so.$(VERSION)
+	ln -sf libgcpin.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libgcpin.so.$(SOVERSION)
+	ln -sf libgcpin.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libgcpin.so
 	install -m 644 $(LIBDIR)/libgcpin.a $(DESTDIR)$(PREFIX)/lib/libgcpin.a
+	install -m 755 $(LIBDIR)/libgc.so.1 $(DESTDIR)$(PREFIX)/lib/gcpin/libgc.so.1
+	@if [ "$(LIBGC_DROP_IN)" = 1 ]; then \
+	    echo "install: libgc.so.1 also in $(PREFIX)/lib: it shadows the system libgc"; \
+	    install -m 755 $(LIBDIR)/libgc.so.1 $(DESTDIR)$(PREFIX)/lib/libgc.so.1; \
+	fi
 	install -m 644 include/gcpin.h $(DESTDIR)$(PREFIX)/include/gcpin.h
+	for h in $(LIBGC_HEADERS); do \
+	    install -m 644 include/$$h $(DESTDIR)$(PREFIX)/include/gcpin/$$h; \
+	    install -m 644 include/gc/$$h $(DESTDIR)$(PREFIX)/include/gcpin/gc/$$h; \
+	done
 	install -m 644 build/gcpin.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/gcpin.pc
+	install -m 644 cmake/gcpinConfig.cmake build/gcpinConfigVersion.cmake $(DESTDIR)$(PREFIX)/lib/cmake/gcpin/
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
 
 clean:

@@ -4,6 +4,9 @@ fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
+    // libgcpin.so's SONAME: programs record libgcpin.so.0, and `make install`
+    // adds the usual libgcpin.so -> libgcpin.so.0 -> libgcpin.so.0.1.0 links.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libgcpin.so.0");
     let config = cbindgen::Config::from_file(format!("{dir}/cbindgen.toml")).expect("cbindgen.toml is valid");
     let header = cbindgen::Builder::new()
         .with_crate(&dir)

@@ -4,7 +4,8 @@
 # is present it only asks dpkg and returns (well under a second).
 set -euo pipefail
 
-packages=(libgc-dev liburing-dev pkg-config)
+# w3m: a real binary linked against libgc.so.1, run on gcpin by make test.
+packages=(libgc-dev liburing-dev pkg-config w3m)
 
 missing=()
 for pkg in "${packages[@]}"; do
