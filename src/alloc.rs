@@ -131,9 +131,9 @@ impl Heap {
 pub enum Freed {
     /// The slot (or the large object's pages) can be handed out again now.
     Reused,
-    /// The object is free, but its span is in another thread's cache: the
-    /// slot is reused after the next sweep (nothing refers to it any more,
-    /// so the sweep finds it unmarked).
+    /// Its span is in another thread's cache, whose alloc bits only that
+    /// thread may set: the object stays allocated (its finalizer and links
+    /// are gone) until the next sweep finds it unreachable and frees it.
     AtSweep,
     /// The object is pinned: it stays allocated and in place until it is
     /// unpinned, and is then collected as usual.
@@ -153,8 +153,9 @@ pub enum Freed {
 ///   set) is cleared under the mcentral lock, which `Mcentral::take` holds
 ///   while it marks a span cached; a span that was full goes to the partial
 ///   set, so the slot is reused by the next refill;
-/// - a slot of a span in another thread's mcache is left to the next sweep:
-///   that thread sets alloc bits of its span without atomics.
+/// - a slot of a span in another thread's mcache is left to the next sweep
+///   (`Freed::AtSweep`): that thread sets alloc bits of its span without
+///   atomics.
 ///
 /// Inside the runtime: no collection runs meanwhile (the collector waits for
 /// this thread to leave), so alloc bits, spans and lists are not swept under us.

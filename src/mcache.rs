@@ -139,9 +139,14 @@ impl Mcache {
                 continue;
             }
             // SAFETY: the span is owned by this mcache until we clear `cached`.
+            // Whether it has a free slot is decided before that: afterwards an
+            // explicit free may clear a bit of a full span and hand the span
+            // to its mcentral itself (`alloc::free`), and it must not be given
+            // twice.
             unsafe {
+                let give = give_back && (*e.span).count_allocated() < (*e.span).nelems as usize;
                 (*e.span).cached.store(false, Release);
-                if give_back && (*e.span).count_allocated() < (*e.span).nelems as usize {
+                if give {
                     h.central[spc].give(e.span);
                 }
             }
