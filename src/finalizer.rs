@@ -102,11 +102,15 @@ impl FinalizerQueue {
         }
     }
 
-    /// Tells the finalizer thread there is work, and calls the notifier if
-    /// one is set. Outside the world stop and the runtime.
+    /// Tells the finalizer thread there is work. Outside the world stop.
     pub fn wake(&self) {
         self.seq.fetch_add(1, Release);
         os::futex_wake(&self.seq, i32::MAX);
+    }
+
+    /// Calls the notifier, if one is set: a cycle queued finalizers. Outside
+    /// the world stop and the runtime.
+    pub fn notify(&self) {
         let f = self.notifier.load(Acquire);
         if f != 0 {
             // SAFETY: only `extern "C" fn()` values are stored in `notifier`.

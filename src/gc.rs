@@ -201,6 +201,7 @@ fn after_cycle(h: &Heap, r: &CycleReport) {
             hs.finq.ensure_thread(hs);
         }
         h.finq.wake();
+        h.finq.notify();
     }
     if h.config.trace {
         let mib = |b: usize| b as f64 / (1 << 20) as f64;

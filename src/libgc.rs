@@ -1086,52 +1086,37 @@ fn register_finalizer(
     }
 }
 
-#[no_mangle]
-pub extern "C" fn GC_register_finalizer(
-    obj: *mut c_void,
-    f: GC_finalization_proc,
-    cd: *mut c_void,
-    ofn: *mut GC_finalization_proc,
-    ocd: *mut *mut c_void,
-) {
-    register_finalizer(obj, f, cd, ofn, ocd)
+/// Defines the finalizer-registration entry points, each `register_finalizer`
+/// under another of libgc's names.
+macro_rules! finalizer_entry_points {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[no_mangle]
+        pub extern "C" fn $name(
+            obj: *mut c_void,
+            f: GC_finalization_proc,
+            cd: *mut c_void,
+            ofn: *mut GC_finalization_proc,
+            ocd: *mut *mut c_void,
+        ) {
+            register_finalizer(obj, f, cd, ofn, ocd)
+        }
+    )*};
 }
 
-/// As `GC_register_finalizer`: a pointer from the object to itself still
-/// keeps it from being finalized (see the README).
-#[no_mangle]
-pub extern "C" fn GC_register_finalizer_ignore_self(
-    obj: *mut c_void,
-    f: GC_finalization_proc,
-    cd: *mut c_void,
-    ofn: *mut GC_finalization_proc,
-    ocd: *mut *mut c_void,
-) {
-    register_finalizer(obj, f, cd, ofn, ocd)
-}
-
-/// As `GC_register_finalizer` (ordered; see the README).
-#[no_mangle]
-pub extern "C" fn GC_register_finalizer_no_order(
-    obj: *mut c_void,
-    f: GC_finalization_proc,
-    cd: *mut c_void,
-    ofn: *mut GC_finalization_proc,
-    ocd: *mut *mut c_void,
-) {
-    register_finalizer(obj, f, cd, ofn, ocd)
-}
-
-/// As `GC_register_finalizer` (ordered; see the README).
-#[no_mangle]
-pub extern "C" fn GC_register_finalizer_unreachable(
-    obj: *mut c_void,
-    f: GC_finalization_proc,
-    cd: *mut c_void,
-    ofn: *mut GC_finalization_proc,
-    ocd: *mut *mut c_void,
-) {
-    register_finalizer(obj, f, cd, ofn, ocd)
+finalizer_entry_points! {
+    GC_register_finalizer;
+    /// A pointer from the object to itself still keeps it from being
+    /// finalized (see the README).
+    GC_register_finalizer_ignore_self;
+    /// Ordered as `GC_register_finalizer` (see the README).
+    GC_register_finalizer_no_order;
+    /// Ordered as `GC_register_finalizer` (see the README).
+    GC_register_finalizer_unreachable;
+    GC_debug_register_finalizer;
+    GC_debug_register_finalizer_ignore_self;
+    GC_debug_register_finalizer_no_order;
+    GC_debug_register_finalizer_unreachable;
 }
 
 /// Runs the queued finalizers on the calling thread; returns how many ran.
@@ -1594,63 +1579,25 @@ pub extern "C" fn GC_set_thr_restart_signal(_sig: c_int) {}
 // The debugging versions take libgc's GC_EXTRAS (file and line) and forward
 // to the plain ones; gcpin's own checks (bad pointers, warnings) apply to both.
 
-#[no_mangle]
-pub extern "C" fn GC_debug_malloc(bytes: usize, _file: *const c_char, _line: c_int) -> *mut c_void {
-    GC_malloc(bytes)
+/// Defines `GC_debug_*` allocation functions, each taking libgc's
+/// GC_EXTRAS (file and line) and calling the plain function.
+macro_rules! debug_allocators {
+    ($($name:ident => $plain:ident;)*) => {$(
+        #[no_mangle]
+        pub extern "C" fn $name(bytes: usize, _file: *const c_char, _line: c_int) -> *mut c_void {
+            $plain(bytes)
+        }
+    )*};
 }
 
-#[no_mangle]
-pub extern "C" fn GC_debug_malloc_atomic(
-    bytes: usize,
-    _file: *const c_char,
-    _line: c_int,
-) -> *mut c_void {
-    GC_malloc_atomic(bytes)
-}
-
-#[no_mangle]
-pub extern "C" fn GC_debug_malloc_uncollectable(
-    bytes: usize,
-    _file: *const c_char,
-    _line: c_int,
-) -> *mut c_void {
-    GC_malloc_uncollectable(bytes)
-}
-
-#[no_mangle]
-pub extern "C" fn GC_debug_malloc_atomic_uncollectable(
-    bytes: usize,
-    _file: *const c_char,
-    _line: c_int,
-) -> *mut c_void {
-    GC_malloc_atomic_uncollectable(bytes)
-}
-
-#[no_mangle]
-pub extern "C" fn GC_debug_malloc_ignore_off_page(
-    bytes: usize,
-    _file: *const c_char,
-    _line: c_int,
-) -> *mut c_void {
-    GC_malloc_ignore_off_page(bytes)
-}
-
-#[no_mangle]
-pub extern "C" fn GC_debug_malloc_atomic_ignore_off_page(
-    bytes: usize,
-    _file: *const c_char,
-    _line: c_int,
-) -> *mut c_void {
-    GC_malloc_atomic_ignore_off_page(bytes)
-}
-
-#[no_mangle]
-pub extern "C" fn GC_debug_malloc_stubborn(
-    bytes: usize,
-    _file: *const c_char,
-    _line: c_int,
-) -> *mut c_void {
-    GC_malloc(bytes)
+debug_allocators! {
+    GC_debug_malloc => GC_malloc;
+    GC_debug_malloc_atomic => GC_malloc_atomic;
+    GC_debug_malloc_uncollectable => GC_malloc_uncollectable;
+    GC_debug_malloc_atomic_uncollectable => GC_malloc_atomic_uncollectable;
+    GC_debug_malloc_ignore_off_page => GC_malloc_ignore_off_page;
+    GC_debug_malloc_atomic_ignore_off_page => GC_malloc_atomic_ignore_off_page;
+    GC_debug_malloc_stubborn => GC_malloc;
 }
 
 #[no_mangle]
@@ -1695,50 +1642,6 @@ pub extern "C" fn GC_debug_strndup(
     _line: c_int,
 ) -> *mut c_char {
     GC_strndup(s, n)
-}
-
-#[no_mangle]
-pub extern "C" fn GC_debug_register_finalizer(
-    obj: *mut c_void,
-    f: GC_finalization_proc,
-    cd: *mut c_void,
-    ofn: *mut GC_finalization_proc,
-    ocd: *mut *mut c_void,
-) {
-    register_finalizer(obj, f, cd, ofn, ocd)
-}
-
-#[no_mangle]
-pub extern "C" fn GC_debug_register_finalizer_ignore_self(
-    obj: *mut c_void,
-    f: GC_finalization_proc,
-    cd: *mut c_void,
-    ofn: *mut GC_finalization_proc,
-    ocd: *mut *mut c_void,
-) {
-    register_finalizer(obj, f, cd, ofn, ocd)
-}
-
-#[no_mangle]
-pub extern "C" fn GC_debug_register_finalizer_no_order(
-    obj: *mut c_void,
-    f: GC_finalization_proc,
-    cd: *mut c_void,
-    ofn: *mut GC_finalization_proc,
-    ocd: *mut *mut c_void,
-) {
-    register_finalizer(obj, f, cd, ofn, ocd)
-}
-
-#[no_mangle]
-pub extern "C" fn GC_debug_register_finalizer_unreachable(
-    obj: *mut c_void,
-    f: GC_finalization_proc,
-    cd: *mut c_void,
-    ofn: *mut GC_finalization_proc,
-    ocd: *mut *mut c_void,
-) {
-    register_finalizer(obj, f, cd, ofn, ocd)
 }
 
 #[no_mangle]
