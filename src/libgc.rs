@@ -154,10 +154,8 @@ pub extern "C" fn GC_set_warn_proc(f: GC_warn_proc) {
 #[no_mangle]
 pub extern "C" fn GC_get_warn_proc() -> GC_warn_proc {
     // SAFETY: only warn procs are stored in WARN_PROC.
-    Some(
-        unsafe { load_fn(&WARN_PROC) }
-            .unwrap_or(GC_default_warn_proc as unsafe extern "C" fn(*mut c_char, GC_word)),
-    )
+    let set = unsafe { load_fn(&WARN_PROC) };
+    Some(set.unwrap_or(GC_default_warn_proc as unsafe extern "C" fn(*mut c_char, GC_word)))
 }
 
 #[no_mangle]
@@ -168,10 +166,8 @@ pub extern "C" fn GC_set_oom_fn(f: GC_oom_func) {
 #[no_mangle]
 pub extern "C" fn GC_get_oom_fn() -> GC_oom_func {
     // SAFETY: only OOM functions are stored in OOM_FN.
-    Some(
-        unsafe { load_fn(&OOM_FN) }
-            .unwrap_or(default_oom_fn as unsafe extern "C" fn(usize) -> *mut c_void),
-    )
+    let set = unsafe { load_fn(&OOM_FN) };
+    Some(set.unwrap_or(default_oom_fn as unsafe extern "C" fn(usize) -> *mut c_void))
 }
 
 unsafe extern "C" fn default_oom_fn(_bytes: usize) -> *mut c_void {
@@ -547,8 +543,9 @@ pub extern "C" fn GC_memalign(align: usize, bytes: usize) -> *mut c_void {
         return GC_malloc(bytes);
     }
     if align.is_power_of_two() && align <= PAGE_SIZE {
-        let class = (1..NUM_CLASSES)
-            .find(|&c| CLASS_SIZE[c] as usize >= bytes && CLASS_SIZE[c] as usize % align == 0);
+        let class = (1..NUM_CLASSES).find(|&c| {
+            CLASS_SIZE[c] as usize >= bytes && (CLASS_SIZE[c] as usize).is_multiple_of(align)
+        });
         let size = match class {
             Some(c) => CLASS_SIZE[c] as usize,
             None => bytes.max(MAX_SMALL_SIZE + 1),
@@ -570,7 +567,7 @@ pub extern "C" fn GC_posix_memalign(out: *mut *mut c_void, align: usize, bytes: 
     if out.is_null() {
         return libc::EINVAL;
     }
-    if !align.is_power_of_two() || align % std::mem::size_of::<*mut c_void>() != 0 {
+    if !align.is_power_of_two() || !align.is_multiple_of(std::mem::size_of::<*mut c_void>()) {
         return libc::EINVAL;
     }
     let p = GC_memalign(align, bytes);
@@ -1182,7 +1179,7 @@ pub extern "C" fn GC_get_java_finalization() -> c_int {
 // -------------------------------------------------------- disappearing links
 
 fn link_ok(link: *mut *mut c_void, who: &'static [u8]) -> bool {
-    let ok = !link.is_null() && (link as usize) % std::mem::align_of::<*mut c_void>() == 0;
+    let ok = !link.is_null() && (link as usize).is_multiple_of(std::mem::align_of::<*mut c_void>());
     if !ok {
         warn(who, link as usize);
     }

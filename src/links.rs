@@ -71,7 +71,7 @@ impl LinkTable {
         self.with(|t| {
             compact(t);
             let table = &mut t[long as usize];
-            if table.get(&link).is_some_and(|&l| l != 0) {
+            if registered(table, link) {
                 return Err(LinkError::Duplicate);
             }
             table.insert(link, target);
@@ -96,13 +96,13 @@ impl LinkTable {
         self.with(|t| {
             compact(t);
             let table = &mut t[long as usize];
-            if !table.get(&link).is_some_and(|&l| l != 0) {
+            if !registered(table, link) {
                 return Err(LinkError::NotFound);
             }
             if link == new_link {
                 return Ok(());
             }
-            if table.get(&new_link).is_some_and(|&l| l != 0) {
+            if registered(table, new_link) {
                 return Err(LinkError::Duplicate);
             }
             let l = table.remove(&link).expect("checked above");
@@ -163,6 +163,11 @@ impl LinkTable {
             cleared
         })
     }
+}
+
+/// Whether `link` has a live entry in `table`.
+fn registered(table: &Table, link: usize) -> bool {
+    table.get(&link).is_some_and(|&target| target != 0)
 }
 
 /// Removes dead entries. Inside the runtime (it frees memory).
