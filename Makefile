@@ -94,6 +94,8 @@ build/c-tests/dlopen_helper: c-tests/dlopen_helper.c
 	@mkdir -p $(@D)
 	$(CC) $(C_FLAGS) -o $@ $< -lpthread -ldl
 build/c-tests/test_threads: build/c-tests/dlopen_helper
+# The libgc-style GCBench is the benchmark's own source (benches/).
+build/c-tests/test_libgc_gcbench: benches/libgc_gcbench.c
 
 build/examples/%: examples/%.c include/gcpin.h
 	$(c_link)

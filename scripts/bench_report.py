@@ -327,6 +327,56 @@ def gc_percent_section(values):
     return out
 
 
+def libgc_dropin_section(results_dir):
+    """gcpin as libgc against libgc (scripts/bench-libgc.sh): the libgc-API
+    GCBench and the Debian w3m binary, wall and CPU time and peak RSS."""
+    runs = {}
+    for line in read_lines(os.path.join(results_dir, "libgc_dropin.txt")):
+        parts = line.split()
+        if len(parts) != 7 or parts[0] != "RESULT":
+            continue
+        impl, work = parts[1], parts[2]
+        wall, user, system, rss = (float(x) for x in parts[3:])
+        r = runs.setdefault((impl, work), {"wall": [], "cpu": [], "rss": []})
+        r["wall"].append(wall)
+        r["cpu"].append(user + system)
+        r["rss"].append(rss)
+    works = sorted({w for _, w in runs})
+    if not works:
+        return []
+    labels = {"gcbench_d18": "GCBench on `<gc.h>`, depth 18, 1 thread",
+              "gcbench_d16_2threads": "GCBench on `<gc.h>`, depth 16, 2 threads",
+              "w3m_dump": "Debian `w3m -dump`, 20,000-row table (`libgc.so.1`)"}
+    out = ["## gcpin as libgc\n",
+           "The same programs on libgc and on gcpin: a GCBench written against libgc's API "
+           "(`benches/libgc_gcbench.c`, built once with the system `gc.h` and `-lgc`, once "
+           "with gcpin's `gc.h` and `libgcpin.a`) and the unmodified Debian `w3m` binary, "
+           "once on the system `libgc.so.1` and once with `LD_LIBRARY_PATH` at gcpin's. "
+           "Medians of the runs (`scripts/bench-libgc.sh`, `/usr/bin/time`); CPU is user + "
+           "system time, which other load on the machine disturbs less than the wall clock. "
+           "Target: gcpin at most 0.8x libgc's time and 1.0x its peak RSS.\n",
+           "| workload | libgc wall | gcpin wall | libgc CPU | gcpin CPU | libgc peak RSS | gcpin peak RSS |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for w in works:
+        lib, pin = runs.get(("libgc", w)), runs.get(("gcpin", w))
+        cells = []
+        for key, unit in (("wall", "s"), ("cpu", "s"), ("rss", "MiB")):
+            vals = []
+            for r in (lib, pin):
+                v = median(r[key]) if r else None
+                if v is not None and unit == "MiB":
+                    v /= 1024
+                vals.append(v)
+            for i, v in enumerate(vals):
+                c = "-" if v is None else (f"{v:.2f} s" if unit == "s" else f"{v:.0f} MiB")
+                if i == 1 and v is not None and vals[0]:
+                    c += f" ({v / vals[0]:.2f}x)"
+                cells.append(c)
+        out.append(f"| {labels.get(w, w)} | " + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
@@ -428,6 +478,7 @@ def main():
     md.append("![gcpin vs libgc vs Go](benches/plot.svg)\n")
     md.extend(floor_section(values, rows))
     md.extend(gc_percent_section(values))
+    md.extend(libgc_dropin_section(args.results))
 
     if crit:
         md.append("## Criterion (Rust-level paths)\n")
