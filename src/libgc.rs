@@ -93,7 +93,8 @@ static JAVA_FINALIZATION: AtomicBool = AtomicBool::new(true);
 static MANUAL_VDB_ALLOWED: AtomicBool = AtomicBool::new(true);
 /// Bytes in uncollectable objects (libgc's `non_gc_bytes`).
 static NON_GC_BYTES: AtomicUsize = AtomicUsize::new(0);
-/// Bytes freed with `GC_free` since collection number `EXPL_FREED_GC_NO`.
+/// Collection number, and bytes freed with `GC_free` since it. Locked only
+/// inside the runtime.
 static EXPL_FREED: Mutex<(u64, usize)> = Mutex::new((0, 0));
 /// `GC_noop1`'s sink: a store the compiler cannot drop.
 static NOOP_SINK: AtomicUsize = AtomicUsize::new(0);
@@ -737,7 +738,10 @@ pub extern "C" fn GC_get_bytes_since_gc() -> usize {
 #[no_mangle]
 pub extern "C" fn GC_get_expl_freed_bytes_since_gc() -> usize {
     ffi_boundary!(0, {
-        let gc_no = heap_if_exists().map_or(0, |h| h.stats.num_gc.load(Relaxed));
+        // Inside the runtime, as in `free_inner`: a thread is never stopped
+        // (or forked away) holding the lock.
+        let Some((h, _g)) = enter() else { return 0 };
+        let gc_no = h.stats.num_gc.load(Relaxed);
         let f = EXPL_FREED.lock().unwrap_or_else(|e| e.into_inner());
         if f.0 == gc_no {
             f.1
