@@ -296,17 +296,18 @@ pub extern "C" fn GC_malloc_atomic_uncollectable(bytes: usize) -> *mut c_void {
     malloc_uncollectable(bytes, false)
 }
 
-/// What `GC_free` found at a pointer.
-enum FreeOutcome {
-    Freed,
-    /// Not an object's start: warned, nothing changed.
-    Refused,
+/// Whether object `idx` of `s` was allocated uncollectable. Inside the runtime.
+fn is_uncollectable(s: *mut Span, idx: usize) -> bool {
+    // SAFETY: an in-use span (classified inside the runtime); its specials are
+    // read under their lock.
+    let list = unsafe { (*s).specials.lock().unwrap_or_else(|e| e.into_inner()) };
+    !list.find(idx as u32, KIND_UNCOLLECTABLE).is_null()
 }
 
-fn free_inner(p: *mut c_void) -> FreeOutcome {
-    let Some((h, g)) = enter() else {
-        return FreeOutcome::Refused;
-    };
+/// `GC_free` of a non-NULL pointer: frees the object starting at `p`, or
+/// warns and changes nothing.
+fn free_inner(p: *mut c_void) {
+    let Some((h, g)) = enter() else { return };
     let (s, idx) = match object_of(h, p) {
         Ok(o) => o,
         Err(e) => {
@@ -315,7 +316,7 @@ fn free_inner(p: *mut c_void) -> FreeOutcome {
                 PinError::NotAllocated => warn(b"GC Warning: GC_free of a free heap slot (double free?): %p; ignored\n\0", p as usize),
                 _ => warn(b"GC Warning: GC_free of a pointer the collector did not allocate: %p; ignored\n\0", p as usize),
             }
-            return FreeOutcome::Refused;
+            return;
         }
     };
     // SAFETY: an in-use span (classified inside the runtime).
@@ -326,17 +327,9 @@ fn free_inner(p: *mut c_void) -> FreeOutcome {
             b"GC Warning: GC_free of a pointer inside an object, not at its start: %p; ignored\n\0",
             p as usize,
         );
-        return FreeOutcome::Refused;
+        return;
     }
-    // SAFETY: as above; an uncollectable mark is only read under the lock.
-    let uncollectable = unsafe {
-        !(*s)
-            .specials
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .find(idx as u32, KIND_UNCOLLECTABLE)
-            .is_null()
-    };
+    let uncollectable = is_uncollectable(s, idx);
     match alloc::free(&g, h, s, idx) {
         Freed::Pinned => {}
         Freed::Reused | Freed::AtSweep => {
@@ -351,7 +344,6 @@ fn free_inner(p: *mut c_void) -> FreeOutcome {
     if uncollectable {
         NON_GC_BYTES.fetch_sub(size, Relaxed);
     }
-    FreeOutcome::Freed
 }
 
 /// Frees an object explicitly: its memory is reused at once (see
@@ -373,18 +365,9 @@ pub extern "C" fn GC_free(p: *mut c_void) {
 fn object_info(p: *mut c_void, who: &'static [u8]) -> Option<(usize, bool, bool)> {
     let (h, g) = enter()?;
     let r = object_of(h, p).ok().and_then(|(s, idx)| {
-        // SAFETY: an in-use span (classified inside the runtime); its specials
-        // are read under their lock.
-        unsafe {
-            let starts_here = (*s).object_base(idx) == p as usize;
-            let uncollectable = !(*s)
-                .specials
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .find(idx as u32, KIND_UNCOLLECTABLE)
-                .is_null();
-            starts_here.then_some(((*s).elemsize, !(*s).noscan(), uncollectable))
-        }
+        // SAFETY: an in-use span (classified inside the runtime).
+        let (base, size, noscan) = unsafe { ((*s).object_base(idx), (*s).elemsize, (*s).noscan()) };
+        (base == p as usize).then(|| (size, !noscan, is_uncollectable(s, idx)))
     });
     drop(g);
     if r.is_none() {
