@@ -78,6 +78,12 @@ build/c-tests/dlopen_helper: c-tests/dlopen_helper.c
 	$(CC) $(C_FLAGS) -o $@ $< -lpthread -ldl
 build/c-tests/test_threads: build/c-tests/dlopen_helper
 
+# A library with __thread variables and a .bss, loaded with dlopen by test_roots.
+build/c-tests/libtls_helper.so: c-tests/tls_helper.c
+	@mkdir -p $(@D)
+	$(CC) $(C_FLAGS) -fPIC -shared -o $@ $<
+build/c-tests/test_roots: build/c-tests/libtls_helper.so
+
 build/examples/%: examples/%.c include/gcpin.h
 	$(c_link)
 
