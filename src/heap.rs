@@ -302,6 +302,18 @@ impl Heap {
             }
             size /= 2;
         };
+        if let Some(max) = config.max_heap {
+            if max > size {
+                let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
+                let msg = format!(
+                    "gcpin: GCPIN_MAX_HEAP={:.1} GiB: the system let gcpin reserve only {:.1} GiB of address \
+                     space; the heap cannot grow past that\n",
+                    gib(max),
+                    gib(size)
+                );
+                os::write_stderr(&[&msg]);
+            }
+        }
         let npages = size >> PAGE_SHIFT;
         let table = os::reserve(npages * std::mem::size_of::<AtomicUsize>())
             .unwrap_or_else(|| os::throw("cannot reserve the page table")) as *const AtomicUsize;
