@@ -97,6 +97,12 @@ build/c-tests/test_threads: build/c-tests/dlopen_helper
 # The libgc-style GCBench is the benchmark's own source (benches/).
 build/c-tests/test_libgc_gcbench: benches/libgc_gcbench.c
 
+# A library with __thread variables and a .bss, loaded with dlopen by test_roots.
+build/c-tests/libtls_helper.so: c-tests/tls_helper.c
+	@mkdir -p $(@D)
+	$(CC) $(C_FLAGS) -fPIC -shared -o $@ $<
+build/c-tests/test_roots: build/c-tests/libtls_helper.so
+
 build/examples/%: examples/%.c include/gcpin.h
 	$(c_link)
 

@@ -282,11 +282,11 @@ TEST(every_pointer_taking_call_rejects_each_kind_of_bad_pointer) {
     REQUIRE(zero != NULL);
     char *span_b = g_span_b;
     char *freed_large = g_freed_large;
-    /* README: one arena of 32 GiB, pages handed out lowest first; the fixtures
-     * are in its first few MiB, so +16 GiB is in its unused middle and +64 GiB
-     * beyond its end. */
+    /* README: one arena of at most 4 TiB, pages handed out lowest first; the
+     * fixtures are in its first few MiB, so +16 GiB is in its unused middle
+     * and +8 TiB beyond its end. */
     const char *arena_middle = g_good1 + ((size_t)16 << 30);
-    const char *beyond_arena = g_good1 + ((size_t)64 << 30);
+    const char *beyond_arena = g_good1 + ((size_t)8 << 40);
     const void *noncanonical = (const void *)HIDE(g_good1);
     const void *text = (const void *)(uintptr_t)some_function;
 
@@ -333,7 +333,7 @@ TEST(every_pointer_taking_call_rejects_each_kind_of_bad_pointer) {
         {"last byte of a freed 4 MiB large object", freed_large + FREED_LARGE - 1, NOTAL, NULL, NULL, false, NOTAL,
          NOTAL, true},
         {"unused arena pages (a heap object + 16 GiB)", arena_middle, NOTAL, NULL, NULL, false, NOTAL, NOTAL, true},
-        {"beyond the arena (a heap object + 64 GiB)", beyond_arena, NOTGC, NULL, NULL, true, OK, NOTGC, false},
+        {"beyond the arena (a heap object + 8 TiB)", beyond_arena, NOTGC, NULL, NULL, true, OK, NOTGC, false},
         {"non-canonical address", noncanonical, NOTGC, NULL, NULL, true, OK, NOTGC, false},
         {"address 1", (const void *)1, NOTGC, NULL, NULL, true, OK, NOTGC, false},
         {"highest address", (const void *)UINTPTR_MAX, NOTGC, NULL, NULL, true, OK, NOTGC, false},
@@ -608,11 +608,11 @@ static NOINLINE void row_roots(void) {
 }
 
 static NOINLINE void row_sizes(void) {
-    /* Beyond what test_limits covers: just past and just below the 32 GiB
-     * arena, twice it, and sizes that overflow a page-rounding. */
+    /* Beyond what test_limits covers: the 4 TiB arena, just past it, twice
+     * it, and sizes that overflow a page-rounding. */
     const size_t sizes[] = {
-        SIZE_MAX - 8191, SIZE_MAX - 8192, SIZE_MAX / 2 + 1, (size_t)1 << 63, (size_t)32 << 30,
-        ((size_t)32 << 30) + 1, (size_t)64 << 30,
+        SIZE_MAX - 8191, SIZE_MAX - 8192, SIZE_MAX / 2 + 1, (size_t)1 << 63, (size_t)4 << 40,
+        ((size_t)4 << 40) + 1, (size_t)8 << 40,
     };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         errno = 0;
@@ -631,7 +631,7 @@ static NOINLINE void row_sizes(void) {
 }
 
 static NOINLINE void row_strerror(void) {
-    const unsigned bad[] = {8, 16, 0x7fffffffu, 0x80000000u, 0xffffffffu};
+    const unsigned bad[] = {9, 16, 0x7fffffffu, 0x80000000u, 0xffffffffu}; /* 8 is GC_ERR_WOULD_DEADLOCK */
     const char *known = gc_strerror(GC_ERR_THREAD);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *t = gc_strerror((gc_status)bad[i]);

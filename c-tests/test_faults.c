@@ -1292,3 +1292,64 @@ TEST_TIMEOUT(address_space_limit_gives_a_smaller_heap_and_enomem, 60) {
     collector_stop(&c);
     CHECK_STATUS(gc_verify_heap(), GC_OK);
 }
+
+/* ===================================================================
+ * Collections that start on an alternate signal stack: gc_collect, an
+ * automatic collection and (under GCPIN_STRESS) stress collections, inside a
+ * handler installed with SA_ONSTACK. The scan covers the used part of the
+ * alternate stack and the interrupted thread stack, each within its bounds
+ * (the main thread's stack is mapped only as far as it has grown). */
+
+static atomic_int as_bad, as_done;
+
+static void collect_on_alt_stack(int sig) {
+    (void)sig;
+    node *l = build_list(777, 200); /* only the handler's frames hold it */
+    for (int i = 0; i < 3; i++) {
+        churn_classes(20);
+        gc_collect();
+    }
+    for (int i = 0; i < 12 * 1024; i++) (void)gc_alloc(1024); /* crosses the trigger */
+    atomic_fetch_add(&as_bad, !list_ok(l, 777, 200));
+    atomic_fetch_add(&as_done, 1);
+}
+
+static void use_alt_stack(void) {
+    stack_t ss;
+    memset(&ss, 0, sizeof ss);
+    ss.ss_size = 256 << 10;
+    ss.ss_sp = mmap(NULL, ss.ss_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(ss.ss_sp != MAP_FAILED);
+    REQUIRE(sigaltstack(&ss, NULL) == 0);
+}
+
+static NOINLINE void raise_with_a_list_on_the_stack(uint64_t tag) {
+    node *outer = build_list(tag, 100); /* only the interrupted frame holds it */
+    scrub_stack();
+    raise(SIGUSR2);
+    atomic_fetch_add(&as_bad, !list_ok(outer, tag, 100));
+}
+
+static void *alt_collector_thread(void *arg) {
+    (void)arg;
+    use_alt_stack();
+    raise_with_a_list_on_the_stack(901);
+    return NULL;
+}
+
+TEST_TIMEOUT(collections_started_in_a_handler_on_the_alternate_signal_stack, 60) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = collect_on_alt_stack;
+    sa.sa_flags = SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    REQUIRE(sigaction(SIGUSR2, &sa, NULL) == 0);
+    use_alt_stack();
+    raise_with_a_list_on_the_stack(900); /* on the main thread */
+    pthread_t t;
+    start_thread(&t, alt_collector_thread, NULL);
+    join_within(t, 30, "the thread collecting on its alternate stack");
+    CHECK_EQ(atomic_load(&as_done), 2);
+    CHECK_EQ(atomic_load(&as_bad), 0);
+    CHECK_STATUS(gc_verify_heap(), GC_OK);
+}

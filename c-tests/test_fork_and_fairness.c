@@ -118,3 +118,61 @@ TEST_TIMEOUT(thread_waiting_to_collect_is_not_starved_by_a_collect_loop, 60) {
     pthread_join(c, NULL);
     CHECKF(dt < 30.0, "800 stressed allocations took %.1f s", dt);
 }
+
+/* A thread of the parent holds pins through a pinner on its own stack. In a
+ * child that thread does not exist, but its stack was copied as it was: the
+ * child keeps the pinner and its objects (they stay pinned), and never
+ * reports the parent's pinner as leaked (the default handler would abort). */
+#define FP_OBJECTS 16
+static atomic_int fp_ready, fp_done;
+static void *fp_objects[FP_OBJECTS];
+
+static void *hold_pins(void *arg) {
+    (void)arg;
+    gc_pinner pinner = {0}; /* only on this thread's stack */
+    for (int i = 0; i < FP_OBJECTS; i++) {
+        void *o = gc_alloc(96);
+        memset(o, 0x40 + i, 96);
+        if (pinner_pin(&pinner, o) != GC_OK) abort();
+        fp_objects[i] = (void *)HIDE(o); /* the pinner is the only reference */
+    }
+    atomic_store(&fp_ready, 1);
+    while (!atomic_load(&fp_done)) sleep_ms(1);
+    pinner_unpin(&pinner);
+    return NULL;
+}
+
+static int pinned_child(void) {
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < check_size(50000); i++) escape(gc_alloc(96));
+        gc_collect();
+        gc_run_finalizers();
+    }
+    for (int i = 0; i < FP_OBJECTS; i++) {
+        unsigned char *o = UNHIDE((uintptr_t)fp_objects[i]);
+        if (!is_pinned(o)) return 2;
+        for (int b = 0; b < 96; b++)
+            if (o[b] != 0x40 + i) return 3;
+    }
+    return gc_verify_heap() == GC_OK ? 0 : 4;
+}
+
+TEST_TIMEOUT(fork_while_another_thread_holds_pins_keeps_them_in_the_child, 60) {
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, hold_pins, NULL) == 0);
+    REQUIRE(await_int(&fp_ready, 1, 30));
+    int bad = 0;
+    for (int k = 0; k < 40; k++) {
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) _exit(pinned_child());
+        int status = 0;
+        REQUIRE(waitpid(pid, &status, 0) == pid);
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+            if (bad++ == 0) check_fail(__FILE__, __LINE__, "child %d ended with status %#x", k, status);
+        }
+    }
+    CHECKF(bad == 0, "%d of 40 children failed", bad);
+    atomic_store(&fp_done, 1);
+    pthread_join(t, NULL);
+}

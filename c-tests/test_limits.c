@@ -103,8 +103,10 @@ TEST(garbage_is_collected_before_the_limit_fails_an_allocation) {
     }
 }
 
+/* Sizes beyond any arena gcpin reserves (4 TiB without a limit; 1 TiB was
+ * one of these while the arena was 32 GiB, and is a possible size now). */
 TEST(impossible_sizes_fail_with_enomem) {
-    const size_t sizes[] = {SIZE_MAX, SIZE_MAX - 15, SIZE_MAX / 2, (size_t)1 << 48, (size_t)1 << 40};
+    const size_t sizes[] = {SIZE_MAX, SIZE_MAX - 15, SIZE_MAX / 2, (size_t)1 << 48, (size_t)1 << 43};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         errno = 0;
         CHECKF(gc_alloc(sizes[i]) == NULL, "gc_alloc(%#zx) did not fail", sizes[i]);
@@ -117,4 +119,53 @@ TEST(impossible_sizes_fail_with_enomem) {
     unsigned char *p = gc_alloc(64);
     CHECK(p != NULL && all_zero(p, 64));
     CHECK_STATUS(gc_verify_heap(), GC_OK);
+}
+
+/* Without GCPIN_MAX_HEAP the heap is limited by the machine, not by a fixed
+ * reservation: it grows past 32 GiB (it stopped at the 32nd 1 GiB object).
+ * Noscan objects that are never touched cost address space, not memory. */
+#define GIB ((size_t)1 << 30)
+
+static NOINLINE int take_gib_objects(void **out, int n) {
+    int got = 0;
+    for (; got < n; got++) {
+        errno = 0;
+        out[got] = gc_alloc_noscan(GIB);
+        if (out[got] == NULL) {
+            CHECKF(errno == ENOMEM, "1 GiB allocation %d failed with errno %d", got, errno);
+            break;
+        }
+    }
+    return got;
+}
+
+static bool skip_address_space_tests(void) {
+    if (check_size(40) < 40) {
+        fprintf(stderr, "    skipped: a reduced run (CHECK_SIZE_DIV / heavy stress)\n");
+        return true;
+    }
+    return false;
+}
+
+TEST_TIMEOUT(heap_without_a_limit_grows_past_32_gib, 60) {
+    if (skip_address_space_tests()) return;
+    static void *objs[48];
+    CHECK_EQ(take_gib_objects(objs, 48), 48);
+}
+
+/* Any GCPIN_MAX_HEAP is honoured, past the old 1 TiB reservation cap too
+ * (2T parses; "T" was ignored before, silently). */
+TEST_TIMEOUT(max_heap_of_40_gib_stops_allocation_there, 60) {
+    if (skip_address_space_tests()) return;
+    REQUIRE(setenv("GCPIN_MAX_HEAP", "40G", 1) == 0);
+    static void *objs[48];
+    int got = take_gib_objects(objs, 48);
+    CHECKF(got >= 39 && got <= 40, "%d objects of 1 GiB under a 40 GiB limit", got);
+}
+
+TEST_TIMEOUT(max_heap_in_tebibytes_is_accepted, 60) {
+    if (skip_address_space_tests()) return;
+    REQUIRE(setenv("GCPIN_MAX_HEAP", "2T", 1) == 0);
+    static void *objs[40];
+    CHECK_EQ(take_gib_objects(objs, 40), 40);
 }

@@ -151,3 +151,177 @@ TEST(plain_malloc_memory_is_not_a_root) {
     check_most_finalized("objects referenced only from malloc memory");
     free(range);
 }
+
+/* Unmapped memory cannot be a root: gc_add_roots refuses it (and memory that
+ * is mapped but not readable) instead of letting the next collection fault. */
+TEST(adding_unmapped_or_unreadable_memory_as_roots_is_refused) {
+    long page = sysconf(_SC_PAGESIZE);
+    char *m = mmap(NULL, 3 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(m != MAP_FAILED);
+    REQUIRE(munmap(m + page, (size_t)page) == 0); /* a hole in the middle */
+    CHECK_STATUS(gc_add_roots(m + page, (size_t)page), GC_ERR_INVALID);
+    CHECK_STATUS(gc_add_roots(m, 3 * (size_t)page), GC_ERR_INVALID);
+    REQUIRE(mprotect(m + 2 * page, (size_t)page, PROT_NONE) == 0);
+    CHECK_STATUS(gc_add_roots(m + 2 * page, 64), GC_ERR_INVALID);
+    CHECK_STATUS(gc_add_roots(m, (size_t)page), GC_OK); /* the readable page still can */
+    gc_collect();
+    CHECK_STATUS(gc_remove_roots(m, (size_t)page), GC_OK);
+    gc_collect();
+    munmap(m, 3 * (size_t)page);
+}
+
+/* ---------------------------------------------------- thread-local storage */
+
+#include <dlfcn.h>
+
+static __thread void *tls_slots[N]; /* the program's own static TLS */
+
+TEST(object_referenced_only_from_a_main_thread_tls_variable_stays_alive) {
+    fill_slots(tls_slots);
+    churn();
+    check_all_alive(tls_slots, "a __thread variable of the main thread");
+    memset(tls_slots, 0, sizeof tls_slots);
+    escape(tls_slots);
+    check_most_finalized("after clearing the __thread variable");
+}
+
+/* A worker thread fills its own __thread slots, then waits while the main
+ * thread churns and collects; it checks them before it exits. */
+static atomic_int tls_worker_filled, tls_worker_go_on;
+
+static void *tls_worker(void *arg) {
+    (void)arg;
+    fill_slots(tls_slots);
+    atomic_store(&tls_worker_filled, 1);
+    await_int(&tls_worker_go_on, 1, 60);
+    void *copy[N];
+    memcpy(copy, tls_slots, sizeof copy);
+    check_all_alive(copy, "a worker's __thread variable");
+    memset(tls_slots, 0, sizeof tls_slots);
+    return NULL;
+}
+
+TEST(object_referenced_only_from_a_worker_thread_tls_variable_stays_alive) {
+    pthread_t t;
+    start_thread(&t, tls_worker, NULL);
+    REQUIRE(await_int(&tls_worker_filled, 1, 30));
+    churn();
+    atomic_store(&tls_worker_go_on, 1);
+    pthread_join(t, NULL);
+}
+
+/* The path of the helper library, next to this test's binary. */
+static void helper_path(char *out, size_t size, const char *name) {
+    ssize_t n = readlink("/proc/self/exe", out, size - 64);
+    REQUIRE(n > 0);
+    out[n] = 0;
+    char *slash = strrchr(out, '/');
+    REQUIRE(slash != NULL);
+    snprintf(slash + 1, 64, "%s", name);
+}
+
+struct tls_helper {
+    void *handle;
+    void (*set)(int, void *);
+    void *(*get)(int);
+    void (*set_bss)(int, void *);
+};
+
+static void open_tls_helper(struct tls_helper *h) {
+    char path[4096];
+    helper_path(path, sizeof path, "libtls_helper.so");
+    h->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    REQUIRE(h->handle != NULL);
+    *(void **)&h->set = dlsym(h->handle, "tls_helper_set");
+    *(void **)&h->get = dlsym(h->handle, "tls_helper_get");
+    *(void **)&h->set_bss = dlsym(h->handle, "tls_helper_set_bss");
+    REQUIRE(h->set && h->get && h->set_bss);
+}
+
+static struct tls_helper helper;
+
+/* Objects `first..first+count` into the dlopened library's __thread slots. */
+static NOINLINE void fill_helper_tls(int first, int count) {
+    for (int i = 0; i < count; i++) helper.set(i, make_object(first + i));
+}
+
+static void check_helper_tls(int first, int count, const char *where) {
+    for (int i = 0; i < count; i++) {
+        void *p = helper.get(i);
+        CHECKF(p != NULL && pattern_ok(p, OBJ_SIZE, (uintptr_t)(first + i) + 1000), "object %d (only in %s) was lost",
+               first + i, where);
+        CHECKF(atomic_load(&fin_ids[first + i]) == 0, "object %d (only in %s) was finalized", first + i, where);
+    }
+}
+
+static atomic_int dyn_worker_filled, dyn_worker_go_on;
+
+static void *dyn_tls_worker(void *arg) {
+    (void)arg;
+    fill_helper_tls(N / 2, N / 2);
+    atomic_store(&dyn_worker_filled, 1);
+    await_int(&dyn_worker_go_on, 1, 60);
+    check_helper_tls(N / 2, N / 2, "a worker's __thread variable of a dlopened library");
+    for (int i = 0; i < N / 2; i++) helper.set(i, NULL);
+    return NULL;
+}
+
+/* glibc keeps a dlopened library's TLS blocks in malloc memory, one per thread
+ * that touched them: not a stack, not a data segment. */
+TEST(object_referenced_only_from_a_dlopened_librarys_tls_stays_alive) {
+    open_tls_helper(&helper);
+    fill_helper_tls(0, N / 2);
+    pthread_t t;
+    start_thread(&t, dyn_tls_worker, NULL);
+    REQUIRE(await_int(&dyn_worker_filled, 1, 30));
+    churn();
+    check_helper_tls(0, N / 2, "a main-thread __thread variable of a dlopened library");
+    atomic_store(&dyn_worker_go_on, 1);
+    pthread_join(t, NULL);
+    for (int i = 0; i < N / 2; i++) helper.set(i, NULL);
+    check_most_finalized("after clearing the library's __thread variables");
+}
+
+/* One thread loads and unloads a library in a loop (and never calls gcpin)
+ * while this one collects: a library unloaded between the list of loaded
+ * objects and the scan must not be scanned. */
+static atomic_int dl_stop, dl_rounds;
+
+static void *dlopen_loop(void *arg) {
+    const char *path = arg;
+    while (!atomic_load(&dl_stop)) {
+        void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (h == NULL) {
+            fprintf(stderr, "dlopen: %s\n", dlerror());
+            break;
+        }
+        void (*set_bss)(int, void *);
+        *(void **)&set_bss = dlsym(h, "tls_helper_set_bss");
+        if (set_bss) set_bss(0, &dl_rounds);
+        dlclose(h);
+        atomic_fetch_add(&dl_rounds, 1);
+    }
+    return NULL;
+}
+
+TEST_TIMEOUT(dlopen_and_dlclose_on_another_thread_during_collections, 60) {
+    static char path[4096];
+    helper_path(path, sizeof path, "libtls_helper.so");
+    gc_thread_register();
+    pthread_t t;
+    start_thread(&t, dlopen_loop, path);
+    double end = check_now() + 1.5;
+    int cycles = 0;
+    void *keep = make_object(0);
+    while (check_now() < end) {
+        for (int i = 0; i < 200; i++) (void)gc_alloc(64);
+        gc_collect();
+        cycles++;
+    }
+    atomic_store(&dl_stop, 1);
+    pthread_join(t, NULL);
+    CHECKF(atomic_load(&dl_rounds) > 10, "only %d dlopen/dlclose rounds", atomic_load(&dl_rounds));
+    CHECKF(cycles > 10, "only %d collections", cycles);
+    CHECK(pattern_ok(keep, OBJ_SIZE, 1000));
+    CHECK_STATUS(gc_verify_heap(), GC_OK);
+}

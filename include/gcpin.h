@@ -38,6 +38,11 @@ typedef enum gc_status {
    * Thread registration problem.
    */
   GC_ERR_THREAD = 7,
+  /**
+   * A signal handler called gcpin on a thread it interrupted inside gcpin:
+   * serving the call would deadlock, so it was refused (nothing done).
+   */
+  GC_ERR_WOULD_DEADLOCK = 8,
 } gc_status;
 
 /**
@@ -203,7 +208,9 @@ size_t gc_run_finalizers(void);
 
 /**
  * Registers `[start, start + len)` as a root range, scanned conservatively by
- * every collection. A range whose end wraps around -> GC_ERR_INVALID.
+ * every collection. A range whose end wraps around, or that is not mapped
+ * readable -> GC_ERR_INVALID. Unmapping a registered range without removing
+ * it first is the caller's error (the next collection would fault).
  */
 enum gc_status gc_add_roots(const void *start, size_t len);
 

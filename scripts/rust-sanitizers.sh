@@ -15,7 +15,7 @@
 # their source with #[cfg_attr(miri, ignore = "reason")] (the reason shows in
 # the output): dl_iterate_phdr (roots), a byte-by-byte division check too slow
 # to interpret (sizeclass), and the integration tests in tests/ (the real
-# runtime: a 32 GiB arena, signals, futexes). The concurrent tests run fewer
+# runtime: a 4 TiB arena, signals, futexes). The concurrent tests run fewer
 # rounds under cfg(miri). One test exercises bitvec directly, whose
 # BitSlice::set violates Stacked Borrows (ferrilab/bitvec#193, not gcpin): it is
 # run on its own under Tree Borrows.

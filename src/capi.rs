@@ -23,7 +23,7 @@ use crate::gc;
 use crate::heap::{heap, AllocFail, Heap};
 use crate::pinner::{self, gc_leak_fn, gc_pinner, CheckError, PinError, Target};
 use crate::stats::{self, gc_stats};
-use crate::threads::{self, InRuntime, ThreadState};
+use crate::threads::{self, InRuntime, Refusal, ThreadState};
 use crate::verify;
 
 /// Status of every fallible call. 0 is success; numbers are never reused.
@@ -44,6 +44,9 @@ pub enum gc_status {
     GC_ERR_INVALID = 6,
     /// Thread registration problem.
     GC_ERR_THREAD = 7,
+    /// A signal handler called gcpin on a thread it interrupted inside gcpin:
+    /// serving the call would deadlock, so it was refused (nothing done).
+    GC_ERR_WOULD_DEADLOCK = 8,
 }
 
 use gc_status::*;
@@ -58,6 +61,28 @@ macro_rules! ffi_boundary {
     };
 }
 pub(crate) use ffi_boundary;
+
+impl From<Refusal> for gc_status {
+    fn from(r: Refusal) -> gc_status {
+        match r {
+            Refusal::Thread => GC_ERR_THREAD,
+            Refusal::Reentered => GC_ERR_WOULD_DEADLOCK,
+        }
+    }
+}
+
+/// The calling thread for an entry point without a status to return: None
+/// (with errno set: EDEADLK for a refused re-entry from a signal handler,
+/// ENOMEM when the thread cannot be registered) when the call must do nothing.
+fn api_thread_or_errno() -> Option<*mut ThreadState> {
+    match threads::enter_api() {
+        Ok(ts) => Some(ts),
+        Err(r) => {
+            set_errno(if r == Refusal::Reentered { libc::EDEADLK } else { libc::ENOMEM });
+            None
+        }
+    }
+}
 
 impl From<PinError> for gc_status {
     fn from(e: PinError) -> gc_status {
@@ -98,7 +123,7 @@ fn alloc_fast(size: usize, noscan: bool) -> *mut c_void {
 fn fast_path_enter() -> Option<(&'static Heap, InRuntime)> {
     let h = crate::heap::heap_if_exists()?;
     let ts = threads::current();
-    if ts.is_null() {
+    if ts.is_null() || threads::reentered(ts) {
         return None;
     }
     Some((h, InRuntime::enter(ts)))
@@ -109,10 +134,7 @@ fn alloc_entry(size: usize, noscan: bool) -> *mut c_void {
     if size == 0 {
         return zero_base() as *mut c_void;
     }
-    let Some(ts) = threads::current_or_register() else {
-        set_errno(libc::ENOMEM);
-        return std::ptr::null_mut();
-    };
+    let Some(ts) = api_thread_or_errno() else { return std::ptr::null_mut() };
     let h = heap();
     if h.config.stress > 0 {
         // SAFETY: our own record; the stress counter is only touched by us.
@@ -181,11 +203,13 @@ pub extern "C" fn gc_alloc_noscan(size: usize) -> *mut c_void {
 #[no_mangle]
 pub extern "C" fn gc_collect() {
     ffi_boundary!((), {
-        gc::collect(heap());
+        if api_thread_or_errno().is_some() {
+            gc::collect(heap());
+        }
     })
 }
 
-static STATUS_TEXT: [&[u8]; 8] = [
+static STATUS_TEXT: [&[u8]; 9] = [
     b"success\0",
     b"NULL where an object was required\0",
     b"pointer is not into the collected heap\0",
@@ -194,6 +218,7 @@ static STATUS_TEXT: [&[u8]; 8] = [
     b"out of memory\0",
     b"invalid argument\0",
     b"thread registration problem\0",
+    b"refused: a signal handler called gcpin while its thread was inside gcpin\0",
 ];
 
 /// A description of a status; never NULL (unknown values get a text too).
@@ -209,7 +234,10 @@ pub extern "C" fn gc_strerror(status: u32) -> *const c_char {
 
 #[inline]
 fn pin_entry(pinner: *mut gc_pinner, ptrs: &[usize]) -> gc_status {
-    let Some(ts) = threads::current_or_register() else { return GC_ERR_THREAD };
+    let ts = match threads::enter_api() {
+        Ok(ts) => ts,
+        Err(r) => return r.into(),
+    };
     let h = heap();
     let mut r = pin_attempt(ts, h, pinner, ptrs);
     if r == Err(PinError::NoMemory) {
@@ -341,7 +369,7 @@ pub extern "C" fn pinner_unpin(pinner: *mut gc_pinner) {
         if unsafe { (*pinner).impl_.is_null() } {
             return;
         }
-        let Some(ts) = threads::current_or_register() else { return };
+        let Some(ts) = api_thread_or_errno() else { return };
         let h = heap();
         let g = InRuntime::enter(ts);
         // SAFETY: as above.
@@ -369,7 +397,7 @@ pub extern "C" fn is_pinned(ptr: *const c_void) -> bool {
 #[no_mangle]
 pub extern "C" fn gc_pin_count(ptr: *const c_void) -> usize {
     ffi_boundary!(0, {
-        let Some(ts) = threads::current_or_register() else { return 0 };
+        let Some(ts) = api_thread_or_errno() else { return 0 };
         let h = heap();
         let _g = InRuntime::enter(ts);
         match pinner::classify(h, ptr as usize) {
@@ -404,7 +432,10 @@ pub extern "C" fn gc_set_finalizer(obj: *mut c_void, f: gc_finalizer_fn, arg: *m
         if obj.is_null() {
             return GC_ERR_NULL;
         }
-        let Some(ts) = threads::current_or_register() else { return GC_ERR_THREAD };
+        let ts = match threads::enter_api() {
+            Ok(ts) => ts,
+            Err(r) => return r.into(),
+        };
         let h = heap();
         let r = {
             let _g = InRuntime::enter(ts);
@@ -431,14 +462,27 @@ pub extern "C" fn gc_set_finalizer(obj: *mut c_void, f: gc_finalizer_fn, arg: *m
 /// Runs the queued finalizers on the calling thread; returns how many ran.
 #[no_mangle]
 pub extern "C" fn gc_run_finalizers() -> usize {
-    ffi_boundary!(0, { finalizer::run_queued(heap(), usize::MAX) })
+    ffi_boundary!(0, {
+        if api_thread_or_errno().is_none() {
+            return 0;
+        }
+        finalizer::run_queued(heap(), usize::MAX)
+    })
 }
 
 fn roots_entry(start: *const c_void, len: usize, add: bool) -> gc_status {
     if start.is_null() {
         return GC_ERR_NULL;
     }
-    let Some(ts) = threads::current_or_register() else { return GC_ERR_THREAD };
+    let ts = match threads::enter_api() {
+        Ok(ts) => ts,
+        Err(r) => return r.into(),
+    };
+    // A range the next collection could not read would make it fault. (Where
+    // /proc is not mounted this cannot be checked, and the range is taken.)
+    if add && len > 0 && crate::os::is_readable(start as usize, len) == Some(false) {
+        return GC_ERR_INVALID;
+    }
     let h = heap();
     let _g = InRuntime::enter(ts);
     let r = if add { h.roots.add(start as usize, len) } else { h.roots.remove(start as usize, len) };
@@ -449,7 +493,9 @@ fn roots_entry(start: *const c_void, len: usize, add: bool) -> gc_status {
 }
 
 /// Registers `[start, start + len)` as a root range, scanned conservatively by
-/// every collection. A range whose end wraps around -> GC_ERR_INVALID.
+/// every collection. A range whose end wraps around, or that is not mapped
+/// readable -> GC_ERR_INVALID. Unmapping a registered range without removing
+/// it first is the caller's error (the next collection would fault).
 #[no_mangle]
 pub extern "C" fn gc_add_roots(start: *const c_void, len: usize) -> gc_status {
     ffi_boundary!(GC_ERR_INVALID, { roots_entry(start, len, true) })
@@ -485,6 +531,9 @@ pub extern "C" fn gc_thread_unregister() -> gc_status {
         if t.is_null() {
             return GC_ERR_THREAD;
         }
+        if threads::reentered(t) {
+            return GC_ERR_WOULD_DEADLOCK;
+        }
         threads::unregister(t);
         GC_OK
     })
@@ -500,7 +549,10 @@ pub extern "C" fn gc_check_pointer(ptr: *const c_void) -> gc_status {
         if ptr.is_null() {
             return GC_ERR_NULL;
         }
-        let Some(ts) = threads::current_or_register() else { return GC_ERR_THREAD };
+        let ts = match threads::enter_api() {
+            Ok(ts) => ts,
+            Err(r) => return r.into(),
+        };
         let h = heap();
         let _g = InRuntime::enter(ts);
         match pinner::check_pointer(h, ptr as usize) {
@@ -517,7 +569,7 @@ pub extern "C" fn gc_check_pointer(ptr: *const c_void) -> gc_status {
 #[no_mangle]
 pub extern "C" fn gc_get_stats(out: *mut gc_stats) {
     ffi_boundary!((), {
-        if out.is_null() {
+        if out.is_null() || api_thread_or_errno().is_none() {
             return;
         }
         let st = stats::read(heap());
@@ -531,6 +583,9 @@ pub extern "C" fn gc_get_stats(out: *mut gc_stats) {
 #[no_mangle]
 pub extern "C" fn gc_verify_heap() -> gc_status {
     ffi_boundary!(GC_ERR_INVALID, {
+        if let Err(r) = threads::enter_api() {
+            return r.into();
+        }
         match gc::with_world_stopped(heap(), verify::verify) {
             Some(()) => GC_OK,
             None => GC_ERR_THREAD,

@@ -1,8 +1,9 @@
 //! The collection cycle [Go: mgc.go].
 //!
 //! A cycle, with the world lock held from start to end:
-//! 1. snapshot the data segments of every loaded object (`dl_iterate_phdr` may
-//!    allocate, so this happens before the stop);
+//! 1. snapshot the data segments and TLS modules of every loaded object
+//!    (`roots::with_loaded_objects`: this may allocate, so it happens before the
+//!    stop, and the loader's list stays locked until the restart);
 //! 2. stop the world (`threads`): every other registered thread is parked outside
 //!    the runtime, so no runtime lock is held and every mcache is consistent;
 //! 3. empty every mcache and every thread's cached inner pinner;
@@ -113,11 +114,39 @@ fn cycle(h: &Heap, w: &mut threads::World, me: *mut ThreadState, release: Releas
         // SAFETY: only `extern "C" fn()` values are stored (libgc::GC_set_start_callback).
         unsafe { std::mem::transmute::<usize, extern "C" fn()>(f)() };
     }
-    let segments = roots::data_segments();
+    // The loader's list stays locked from the snapshot of the loaded objects
+    // until the world restarts, so no library is unmapped under the scan.
+    let paused = roots::with_loaded_objects(|loaded| stopped_part(h, w, me, release, loaded));
+    // With the world running again (we still hold the world lock, so no one can
+    // stop us while we hold the page lock), release surplus pages in steps of
+    // at most 8 MiB so allocating threads wait for the page lock only briefly.
+    w.marker.release_memory();
+    let mut released = 0;
+    while released < paused.budget {
+        let ask = (paused.budget - released).min(8 << 20);
+        let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
+        let step = h.scavenge(&mut pa, paused.retain, ask);
+        released += step;
+        if step < ask {
+            break;
+        }
+    }
+    CycleReport { released, ..paused.report }
+}
+
+/// What the stopped part of a cycle leaves for the rest: the report so far,
+/// and how much to release.
+struct Paused {
+    report: CycleReport,
+    retain: usize,
+    budget: usize,
+}
+
+/// Steps 2 to 6: stop the world, mark, sweep, pace, restart.
+fn stopped_part(h: &Heap, w: &mut threads::World, me: *mut ThreadState, release: Release, loaded: &roots::LoadedObjects) -> Paused {
     let t0 = os::nanotime();
     stop_the_world(w, me);
-    let threads::World { threads, marker } = w;
-    for &t in threads.iter() {
+    for &t in w.threads.iter() {
         // SAFETY: every other thread is parked outside the runtime and we are
         // outside it too, so no one is using these mcaches.
         unsafe {
@@ -127,8 +156,10 @@ fn cycle(h: &Heap, w: &mut threads::World, me: *mut ThreadState, release: Releas
     }
     let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
     let heap_before = pa.in_use * PAGE_SIZE;
+    let threads::World { threads, forked_away, marker } = w;
     threads::with_spilled_registers(|sp| {
-        mark::mark(h, marker, threads, me, sp, &segments, &pa);
+        let all = mark::Threads { registered: threads, forked_away };
+        mark::mark(h, marker, &all, me, sp, loaded, &pa);
     });
     let swept = sweep::sweep(h, &mut pa);
     let live = swept.live_bytes;
@@ -155,30 +186,17 @@ fn cycle(h: &Heap, w: &mut threads::World, me: *mut ThreadState, release: Releas
     let pause_ns = os::nanotime() - t0;
     start_the_world();
     h.stats.record_cycle(pause_ns, next_gc, swept.allocated_since_last);
-    // With the world running again (we still hold the world lock, so no one can
-    // stop us while we hold the page lock), release surplus pages in steps of
-    // at most 8 MiB so allocating threads wait for the page lock only briefly.
-    marker.release_memory();
-    let mut released = 0;
-    while released < budget {
-        let ask = (budget - released).min(8 << 20);
-        let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
-        let step = h.scavenge(&mut pa, retain, ask);
-        released += step;
-        if step < ask {
-            break;
-        }
-    }
-    CycleReport {
+    let report = CycleReport {
         heap_before,
         heap_after,
         live_objects: swept.live_objects,
         freed_spans: swept.freed_spans,
         finalizers_queued: swept.finalizers_queued,
-        released,
+        released: 0,
         pause_ns,
         next_gc,
-    }
+    };
+    Paused { report, retain, budget }
 }
 
 /// The most a cycle may release, `elapsed_ns` after the previous one.

@@ -11,14 +11,16 @@
 //! - `table[p]` is non-null iff `used[p]`; then it is the in-use span covering p.
 //! - `in_use` counts the used bits; `free_dirty` counts the bits set in `dirty`;
 //!   `dirty` bits are only set on pages that are not `used`.
-//! - Page 0 is never handed out: the heap's own statics hold the arena base, and
-//!   the conservative scan of our data segment must not find an object there.
+//! - Page 0 is never handed out: the heap's records hold the arena base, and no
+//!   word that holds it may be mistaken for a pointer to an object.
+//! - The `Heap` lives in a mapping of its own, which no cycle scans (see `HEAP`):
+//!   the runtime's memory is never a root.
 //! - The page lock (`pages`) is only taken inside the runtime (never by a thread
 //!   that can be stopped while holding it), or by the collector while the world
 //!   is stopped.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
+use std::sync::Mutex;
 
 use crate::config::{Config, MIN_HEAP};
 use crate::finalizer::FinalizerQueue;
@@ -270,7 +272,14 @@ unsafe impl Sync for Heap {}
 // SAFETY: as above.
 unsafe impl Send for Heap {}
 
-static HEAP: OnceLock<Heap> = OnceLock::new();
+/// The process's heap. The `Heap` itself lives in a mapping of its own, never
+/// in this library's data segment: every cycle scans the data and bss of every
+/// loaded object — libgcpin's too, and when it is linked statically its statics
+/// sit among the program's own globals — and the heap's records hold span base
+/// addresses (the marker's span cache, the central lists), which are the
+/// addresses of the spans' first objects. Scanned, they kept such objects alive
+/// for ever. Only the address of the mapping (outside the arena) is here.
+static HEAP: AtomicPtr<Heap> = AtomicPtr::new(std::ptr::null_mut());
 /// Held while the heap is created, and by a forking thread across `fork()`, so
 /// that a child never inherits a half-made heap.
 pub static HEAP_INIT: Mutex<()> = Mutex::new(());
@@ -278,7 +287,7 @@ pub static HEAP_INIT: Mutex<()> = Mutex::new(());
 /// The process's heap, created on first use.
 #[inline]
 pub fn heap() -> &'static Heap {
-    match HEAP.get() {
+    match heap_if_exists() {
         Some(h) => h,
         None => heap_slow(),
     }
@@ -287,7 +296,20 @@ pub fn heap() -> &'static Heap {
 #[cold]
 fn heap_slow() -> &'static Heap {
     let _g = HEAP_INIT.lock().unwrap_or_else(|e| e.into_inner());
-    let h = HEAP.get_or_init(Heap::new);
+    let h = match heap_if_exists() {
+        Some(h) => h,
+        None => {
+            let mem = os::reserve(std::mem::size_of::<Heap>())
+                .unwrap_or_else(|| os::throw("cannot reserve memory for the heap's records")) as *mut Heap;
+            const { assert!(std::mem::align_of::<Heap>() <= 4096) };
+            // SAFETY: a fresh private mapping, page-aligned (enough for Heap)
+            // and large enough; published only once written.
+            unsafe { mem.write(Heap::new()) };
+            HEAP.store(mem, Release);
+            // SAFETY: just written; never freed or moved.
+            unsafe { &*mem }
+        }
+    };
     // Signal handler, thread key and fork handlers, also under the init lock.
     crate::threads::setup(h);
     h
@@ -296,7 +318,10 @@ fn heap_slow() -> &'static Heap {
 /// The heap if it exists already (for paths that must not create it).
 #[inline]
 pub fn heap_if_exists() -> Option<&'static Heap> {
-    HEAP.get()
+    let p = HEAP.load(Acquire);
+    // SAFETY: a non-null HEAP is a fully written Heap that lives for the rest
+    // of the process.
+    (!p.is_null()).then(|| unsafe { &*p })
 }
 
 impl Heap {
@@ -312,6 +337,18 @@ impl Heap {
             }
             size /= 2;
         };
+        if let Some(max) = config.max_heap {
+            if max > size {
+                let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
+                let msg = format!(
+                    "gcpin: GCPIN_MAX_HEAP={:.1} GiB: the system let gcpin reserve only {:.1} GiB of address \
+                     space; the heap cannot grow past that\n",
+                    gib(max),
+                    gib(size)
+                );
+                os::write_stderr(&[&msg]);
+            }
+        }
         let npages = size >> PAGE_SHIFT;
         let table = os::reserve(npages * std::mem::size_of::<AtomicUsize>())
             .unwrap_or_else(|| os::throw("cannot reserve the page table")) as *const AtomicUsize;

@@ -17,8 +17,11 @@
 //!   slots, in sets whose blocks come from a lock-free pool.
 //! - `alloc` [mallocgc]: size to object, small or large.
 //! - `threads`: registration, the in-runtime guard, signal-based stop-the-world.
+//! - `tls`: the `__thread` blocks of every registered thread, found through
+//!   glibc's dynamic thread vector.
 //! - `gc` [mgc]: the cycle; `mark` [mgcmark] and `sweep` [mgcsweep] its halves;
-//!   `roots`: data segments and registered ranges.
+//!   `roots`: data segments and TLS modules (read with the loader's list
+//!   locked) and registered ranges.
 //! - `pinner` [pinner.go]: pin bits and counters, inner pinners, the leak check,
 //!   cgocheck for C.
 //! - `specials`, `finalizer`: per-object records; the finalizer queue and thread.
@@ -33,10 +36,11 @@
 //! `mcache` fast path (or refill from `mcentral`, or a new span from `heap`) →
 //! leave the runtime → collect if the heap crossed its trigger.
 //!
-//! A collection: take the world lock → snapshot data segments → stop every other
+//! A collection: take the world lock → lock the loader's list and snapshot data
+//! segments and TLS modules → stop every other
 //! thread (signal; each parks outside the runtime) → empty mcaches and pinner
 //! caches → mark from roots (segments, added ranges, stacks and registers, pinned
-//! objects, finalizer state) → sweep (queue finalizers, free unmarked objects,
+//! objects, finalizer state, TLS blocks) → sweep (queue finalizers, free unmarked objects,
 //! rebuild central lists, free empty spans) → pace the next cycle, release
 //! surplus pages → restart the world → trace, wake the finalizer thread.
 
@@ -66,6 +70,7 @@ pub mod specials;
 pub mod stats;
 pub mod sweep;
 pub mod threads;
+pub mod tls;
 pub mod verify;
 
 pub use capi::*;

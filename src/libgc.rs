@@ -231,9 +231,16 @@ pub extern "C" fn GC_malloc_stubborn(bytes: usize) -> *mut c_void {
     malloc_kind(bytes, true)
 }
 
-/// The calling thread, registered, inside the runtime, with the heap.
+/// The calling thread for an entry point (`threads::enter_api`): registered,
+/// and not a signal handler that interrupted it inside gcpin (such a call is
+/// refused: it would deadlock). None when the call must do nothing.
+fn api_thread() -> Option<*mut threads::ThreadState> {
+    threads::enter_api().ok()
+}
+
+/// The calling thread (see `api_thread`) inside the runtime, with the heap.
 fn enter() -> Option<(&'static Heap, InRuntime)> {
-    let ts = threads::current_or_register()?;
+    let ts = api_thread()?;
     Some((heap(), InRuntime::enter(ts)))
 }
 
@@ -589,8 +596,9 @@ pub extern "C" fn GC_malloc_many(bytes: usize) -> *mut c_void {
 pub extern "C" fn GC_init() {
     ffi_boundary!((), {
         heap();
-        threads::current_or_register();
-        INIT_CALLED.store(true, Release);
+        if api_thread().is_some() {
+            INIT_CALLED.store(true, Release);
+        }
     })
 }
 
@@ -603,7 +611,9 @@ pub extern "C" fn GC_is_init_called() -> c_int {
 #[no_mangle]
 pub extern "C" fn GC_gcollect() {
     ffi_boundary!((), {
-        gc::collect(heap());
+        if api_thread().is_some() {
+            gc::collect(heap());
+        }
     })
 }
 
@@ -621,7 +631,10 @@ pub extern "C" fn GC_try_to_collect(stop: GC_stop_func) -> c_int {
     ffi_boundary!(0, {
         let h = heap();
         // SAFETY: the program's stop function, called as libgc calls it.
-        if h.gc_disabled.load(Relaxed) > 0 || stop.is_some_and(|f| unsafe { f() } != 0) {
+        if api_thread().is_none()
+            || h.gc_disabled.load(Relaxed) > 0
+            || stop.is_some_and(|f| unsafe { f() } != 0)
+        {
             return 0;
         }
         gc::collect(h);
@@ -634,7 +647,9 @@ pub extern "C" fn GC_try_to_collect(stop: GC_stop_func) -> c_int {
 #[no_mangle]
 pub extern "C" fn GC_collect_a_little() -> c_int {
     ffi_boundary!(0, {
-        gc::collect_if_wanted(heap());
+        if api_thread().is_some() {
+            gc::collect_if_wanted(heap());
+        }
         0
     })
 }
@@ -646,7 +661,11 @@ pub extern "C" fn GC_disable() {
     ffi_boundary!((), {
         let h = heap();
         h.gc_disabled.fetch_add(1, AcqRel);
-        drop(threads::lock_world(h));
+        // From a signal handler that interrupted its thread inside gcpin the
+        // wait would deadlock: the count still holds off later cycles.
+        if api_thread().is_some() {
+            drop(threads::lock_world(h));
+        }
     })
 }
 

@@ -15,7 +15,9 @@
 //! Roots, in order: the data and bss segments of the program and its libraries,
 //! the ranges of `gc_add_roots`, every registered thread's stack (from its saved
 //! stack pointer, registers included, and the used part of its alternate signal
-//! stack when it was stopped there), pinned objects, what objects with
+//! stack when it was stopped there) and its TLS blocks (`tls`), the same for
+//! the parent's other threads in a forked child (`World::forked_away`), pinned
+//! objects, what objects with
 //! finalizers point to (not the objects themselves, so they can be finalized),
 //! finalizer arguments, and the objects waiting in the finalizer queue.
 //!
@@ -25,9 +27,11 @@
 use crate::heap::{Heap, PageAlloc};
 use crate::os;
 use crate::pinner;
+use crate::roots::LoadedObjects;
 use crate::span::Span;
 use crate::specials::KIND_FINALIZER;
 use crate::threads::ThreadState;
+use crate::tls;
 
 const WORD: usize = std::mem::size_of::<usize>();
 
@@ -299,25 +303,88 @@ impl Marker {
     }
 }
 
-/// Marks everything reachable. `me` is the collecting thread, whose stack is
-/// scanned from `sp` (below its spilled registers); other threads from the stack
-/// pointer their suspend handler saved.
+/// The thread records whose stacks, registers and TLS are roots (see
+/// `threads::World`).
+pub struct Threads<'a> {
+    pub registered: &'a [*mut ThreadState],
+    pub forked_away: &'a [*mut ThreadState],
+}
+
+/// The stack ranges of thread `t` to scan, as `f(lo, hi)` calls. `me` is the
+/// collecting thread, whose stack is scanned from `sp` (below its spilled
+/// registers); every other thread from the stack pointer its suspend handler
+/// saved, and the used part of the alternate signal stack it parked on.
+///
+/// Where the scan cannot start at a known stack pointer of the thread's own
+/// stack — the collector runs on an alternate signal stack (a collection from
+/// an `SA_ONSTACK` handler) or on a stack of the program's own (a coroutine),
+/// or a thread parked on its alternate stack — the frames there are scanned
+/// from the stack pointer to the end of that stack, and the thread stack as a
+/// whole: its mapped part, since the main thread's stack is mapped only as far
+/// as it has grown.
+///
+/// # Safety
+/// The world is stopped; `t` is a registered (or forked-away) record.
+unsafe fn for_each_stack_range(t: *mut ThreadState, me: *mut ThreadState, sp: usize, mut f: impl FnMut(usize, usize)) {
+    use std::sync::atomic::Ordering::*;
+    // SAFETY: per the contract, the record is live and its thread stopped.
+    let (lo, hi) = unsafe { ((*t).stack_lo, (*t).stack_hi) };
+    let whole_stack = |f: &mut dyn FnMut(usize, usize)| f(os::mapped_run_down(lo, hi), hi);
+    if t != me {
+        // SAFETY: as above.
+        let (sp, alt_lo, alt_hi) =
+            unsafe { ((*t).stopped_sp.load(Acquire), (*t).stopped_alt_lo.load(Relaxed), (*t).stopped_alt_hi.load(Relaxed)) };
+        if sp == 0 || sp >= hi {
+            return;
+        }
+        if alt_hi != 0 {
+            f(alt_lo, alt_hi);
+        }
+        // `park` saves the stack's low end when the interrupted stack pointer
+        // is not on the thread stack (the thread was on its alternate one).
+        if sp <= lo {
+            whole_stack(&mut f);
+        } else {
+            f(sp, hi);
+        }
+        return;
+    }
+    if sp > lo && sp < hi {
+        f(sp, hi);
+        return;
+    }
+    // The collector is not on its thread stack.
+    // SAFETY: stack_t is a plain C struct; all-zero is a valid value.
+    let mut cur: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigaltstack with a null new stack only reads the current one.
+    let on_alt = unsafe { libc::sigaltstack(std::ptr::null(), &mut cur) } == 0 && cur.ss_flags & libc::SS_ONSTACK != 0;
+    let (alt_lo, alt_hi) = (cur.ss_sp as usize, cur.ss_sp as usize + cur.ss_size);
+    if on_alt && sp >= alt_lo && sp < alt_hi {
+        f(sp, alt_hi);
+    } else {
+        // A stack of the program's own: up to the end of its mapping, at most
+        // OTHER_STACK_MAX above the stack pointer.
+        f(sp, os::mapped_run_up(sp, sp.saturating_add(OTHER_STACK_MAX)));
+    }
+    whole_stack(&mut f);
+}
+
+/// How far above its stack pointer a collector running on a stack that is
+/// neither its thread stack nor its alternate signal stack is scanned.
+const OTHER_STACK_MAX: usize = 8 << 20;
+
+/// Marks everything reachable: see the list of roots at the top of this file.
+/// `me` is the collecting thread, whose stack is scanned from `sp`; `loaded`
+/// the loader's objects (their list locked).
 ///
 /// The world is stopped and `pa` is the locked page allocator.
-pub fn mark(
-    h: &Heap,
-    m: &mut Marker,
-    threads: &[*mut ThreadState],
-    me: *mut ThreadState,
-    sp: usize,
-    segments: &[(usize, usize)],
-    pa: &PageAlloc,
-) {
+pub fn mark(h: &Heap, m: &mut Marker, w: &Threads, me: *mut ThreadState, sp: usize, loaded: &LoadedObjects, pa: &PageAlloc) {
     m.reset();
     // SAFETY: the world is stopped (caller's contract); every range scanned below
-    // is mapped and readable: loaded segments, registered roots, live stacks.
+    // is mapped and readable: loaded segments (the loader's list is locked),
+    // registered roots, the mapped parts of stacks, TLS blocks checked mapped.
     unsafe {
-        for &(lo, hi) in segments {
+        for &(lo, hi) in &loaded.segments {
             m.scan_range(h, lo, hi);
             m.drain(h);
         }
@@ -325,20 +392,14 @@ pub fn mark(
             m.scan_range(h, lo, hi);
             m.drain(h);
         });
-        for &t in threads {
-            let lo = if t == me { sp } else { (*t).stopped_sp.load(std::sync::atomic::Ordering::Acquire) };
-            if lo != 0 && lo < (*t).stack_hi {
-                m.scan_range(h, lo, (*t).stack_hi);
-                if t != me {
-                    let regs = (*t).saved_regs.get() as usize;
-                    m.scan_range(h, regs, regs + std::mem::size_of::<[usize; crate::threads::SAVED_REGS]>());
-                    let alt_hi = (*t).stopped_alt_hi.load(std::sync::atomic::Ordering::Relaxed);
-                    if alt_hi != 0 {
-                        m.scan_range(h, (*t).stopped_alt_lo.load(std::sync::atomic::Ordering::Relaxed), alt_hi);
-                    }
-                }
-                m.drain(h);
+        for &t in w.registered.iter().chain(w.forked_away.iter()) {
+            for_each_stack_range(t, me, sp, |lo, hi| m.scan_range(h, lo, hi));
+            if t != me {
+                let regs = (*t).saved_regs.get() as usize;
+                m.scan_range(h, regs, regs + std::mem::size_of::<[usize; crate::threads::SAVED_REGS]>());
             }
+            tls::for_each_block((*t).tp, &loaded.tls, |lo, hi| m.scan_range(h, lo, hi));
+            m.drain(h);
         }
         h.for_each_span(pa.high_water, |s| {
             pinner::for_each_pinned(s, |idx| m.mark_object(s, idx));

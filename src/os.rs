@@ -158,3 +158,145 @@ pub fn write_stderr(pieces: &[&str]) {
         }
     }
 }
+
+/// The kernel's page size for `mincore` (4 KiB on every platform gcpin runs on,
+/// read once from the auxiliary vector).
+fn os_page() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}
+
+/// Whether every page of `[lo, lo + npages * os_page)` is mapped (in any
+/// protection), `npages <= 256`, `lo` page-aligned. One `mincore` call: it
+/// fails with ENOMEM when part of the range is not mapped. A system call and
+/// a buffer on the stack: safe while the world is stopped.
+fn pages_mapped(lo: usize, npages: usize) -> bool {
+    debug_assert!(npages <= 256);
+    let mut vec = [0u8; 256];
+    // SAFETY: mincore writes one byte per page into `vec`, which has room for
+    // 256; it reads no user memory.
+    unsafe { libc::mincore(lo as *mut libc::c_void, npages * os_page(), vec.as_mut_ptr()) == 0 }
+}
+
+/// The end of the run of mapped pages that starts at the page of `lo`, at
+/// most `hi`: `lo` itself when that page is not mapped. Safe while the world
+/// is stopped.
+pub fn mapped_run_up(lo: usize, hi: usize) -> usize {
+    let page = os_page();
+    let mut p = lo & !(page - 1);
+    while p < hi {
+        let n = ((hi - p).div_ceil(page)).min(256);
+        if pages_mapped(p, n) {
+            p += n * page;
+            continue;
+        }
+        // Part of this chunk is not mapped: find the first hole page by page.
+        while p < hi && pages_mapped(p, 1) {
+            p += page;
+        }
+        return p.max(lo).min(hi);
+    }
+    hi
+}
+
+/// The start of the run of mapped pages that ends at `hi`, at least `lo`:
+/// `hi` when the page below `hi` is not mapped. For the main thread's stack,
+/// whose lower part (down to the limit `pthread_getattr_np` reports) the
+/// kernel maps only as the stack grows. Safe while the world is stopped.
+pub fn mapped_run_down(lo: usize, hi: usize) -> usize {
+    let page = os_page();
+    let mut p = (hi + page - 1) & !(page - 1);
+    while p > lo {
+        let n = ((p - lo).div_ceil(page)).min(256);
+        let start = p - n * page;
+        if pages_mapped(start, n) {
+            p = start;
+            continue;
+        }
+        while p > lo && pages_mapped(p - page, 1) {
+            p -= page;
+        }
+        return p.max(lo).min(hi);
+    }
+    lo
+}
+
+/// Whether `[lo, lo + len)` is mapped readable, from `/proc/self/maps`; `None`
+/// when that file cannot be read (no /proc). Allocates: never with the world
+/// stopped.
+pub fn is_readable(lo: usize, len: usize) -> Option<bool> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    Some(readable_in_maps(&maps, lo, len))
+}
+
+/// Whether the mappings listed in `maps` (the format of /proc/self/maps) cover
+/// `[lo, lo + len)` without a gap, all of them readable.
+fn readable_in_maps(maps: &str, lo: usize, len: usize) -> bool {
+    let Some(hi) = lo.checked_add(len) else { return false };
+    let mut covered = lo;
+    for line in maps.lines() {
+        if covered >= hi {
+            break;
+        }
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
+        let Some((a, b)) = range.split_once('-') else { continue };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else { continue };
+        if b <= covered {
+            continue;
+        }
+        if a > covered || !perms.starts_with('r') {
+            return false;
+        }
+        covered = b;
+    }
+    covered >= hi
+}
+
+/// The calling thread's kernel thread id.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_must_cover_the_range_readable_without_gaps() {
+        let maps = "1000-3000 r-xp 00000000 00:00 0 /bin/x\n\
+                    3000-4000 rw-p 00000000 00:00 0\n\
+                    5000-6000 ---p 00000000 00:00 0\n\
+                    6000-8000 rw-p 00000000 00:00 0\n";
+        assert!(readable_in_maps(maps, 0x1000, 0x3000));
+        assert!(readable_in_maps(maps, 0x2ff8, 0x10));
+        assert!(!readable_in_maps(maps, 0x3800, 0x1000), "a gap at 0x4000");
+        assert!(!readable_in_maps(maps, 0x5000, 0x10), "not readable");
+        assert!(readable_in_maps(maps, 0x6000, 0x2000));
+        assert!(!readable_in_maps(maps, 0x7000, 0x2000), "past the last mapping");
+        assert!(!readable_in_maps(maps, 0x500, 0x10), "below the first");
+        assert!(!readable_in_maps(maps, usize::MAX - 4, 8), "wraps");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri does not support mincore")]
+    fn mapped_runs_stop_at_holes() {
+        let page = os_page();
+        let base = reserve(8 * page).unwrap();
+        // SAFETY: unmapping the third page of our own reservation.
+        unsafe { libc::munmap((base + 2 * page) as *mut libc::c_void, page) };
+        assert_eq!(mapped_run_up(base, base + 8 * page), base + 2 * page);
+        assert_eq!(mapped_run_up(base + 3 * page, base + 8 * page), base + 8 * page);
+        assert_eq!(mapped_run_up(base + 2 * page, base + 8 * page), base + 2 * page);
+        assert_eq!(mapped_run_down(base, base + 8 * page), base + 3 * page);
+        assert_eq!(mapped_run_down(base, base + 2 * page), base);
+        assert!(is_readable(base, page).unwrap());
+        assert!(!is_readable(base, 3 * page).unwrap());
+    }
+}

@@ -34,7 +34,7 @@
 //! stay pinned for ever: the kernel may still write into them.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 
 use crate::alloc::{malloc, zero_base};
 use crate::fixalloc::FixAlloc;
@@ -382,7 +382,10 @@ pub struct InnerPinner {
     magic: u32,
     len: u32,
     spill_cap: u32,
-    _reserved: u32,
+    /// Who uses it (see `Claim`): the kernel thread id of the thread inside a
+    /// pinner call with it, `USER_CACHED` while it sits in a thread's cache,
+    /// 0 otherwise.
+    user: AtomicU32,
     /// A collected noscan array of `spill_cap` references (`pack_ref`); once
     /// present, all references live there. Kept across unpins.
     spill: *mut usize,
@@ -504,6 +507,97 @@ fn inner_of(h: &Heap, p: &gc_pinner) -> Result<*mut InnerPinner, PinError> {
     }
 }
 
+/// `InnerPinner::user` of an inner pinner in a thread's cache.
+const USER_CACHED: u32 = u32::MAX;
+
+/// A pinner call's use of an inner pinner: one thread at a time [Go: a
+/// Pinner is not safe for concurrent use]. Two threads pinning or unpinning
+/// through one `gc_pinner` at once would corrupt it (a lost reference, a pin
+/// undone twice), so each call announces itself in the owner word when it
+/// starts and checks, when it ends, that the word is still its own: two calls
+/// that overlap find each other's mark at one end or the other, and the
+/// process stops with a message that names the cause, instead of a crash
+/// later in an unrelated call. Plain loads and stores: no atomic
+/// read-modify-write on the pin path, and the line is the one the call writes
+/// anyway.
+struct Claim {
+    inner: *mut InnerPinner,
+    tid: u32,
+    /// Set when the call parked the inner pinner in the thread's cache.
+    cached: bool,
+}
+
+impl Claim {
+    /// Claims `inner` (a validated inner pinner) for the calling thread.
+    #[inline(always)]
+    fn new(inner: *mut InnerPinner, g: &InRuntime) -> Claim {
+        // SAFETY: the guard's thread is the caller's own live record.
+        let tid = unsafe { (*g.thread()).tid };
+        // SAFETY: a validated inner pinner; the word is atomic.
+        let user = unsafe { &(*inner).user };
+        let now = user.load(Relaxed);
+        if now != 0 && now != tid {
+            used_by_two_threads(now, tid);
+        }
+        user.store(tid, Relaxed);
+        Claim { inner, tid, cached: false }
+    }
+
+    /// Claims an inner pinner the calling thread owns alone (fresh, or taken
+    /// from its own cache), whatever its word says.
+    #[inline(always)]
+    fn own(inner: *mut InnerPinner, g: &InRuntime) -> Claim {
+        // SAFETY: the guard's thread is the caller's own live record; the
+        // inner pinner is ours alone.
+        let tid = unsafe { (*g.thread()).tid };
+        // SAFETY: as above.
+        unsafe { (*inner).user.store(tid, Relaxed) };
+        Claim { inner, tid, cached: false }
+    }
+}
+
+impl Drop for Claim {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: the inner pinner stays allocated for the whole call (it is
+        // reachable from the caller's gc_pinner or the thread's cache).
+        let user = unsafe { &(*self.inner).user };
+        let now = user.load(Relaxed);
+        if now != self.tid {
+            used_by_two_threads(now, self.tid);
+        }
+        user.store(if self.cached { USER_CACHED } else { 0 }, Relaxed);
+    }
+}
+
+/// Makes `inner` (claimed by the caller) the inner pinner of `p`, whose
+/// `impl` the caller saw null. A compare-and-swap, so that a second thread
+/// installing one in the same `gc_pinner` at the same time is caught too.
+#[inline(always)]
+fn install(p: &mut gc_pinner, inner: *mut InnerPinner, tid: u32) {
+    // SAFETY: `impl_` is an aligned pointer-sized field we may write; other
+    // threads may only touch it concurrently by misuse, which this detects.
+    let word = unsafe { AtomicPtr::from_ptr(&mut p.impl_) };
+    if word.compare_exchange(std::ptr::null_mut(), inner as *mut c_void, Relaxed, Relaxed).is_err() {
+        used_by_two_threads(0, tid);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn used_by_two_threads(other: u32, me: u32) -> ! {
+    let other = match other {
+        0 => String::from("another thread"),
+        USER_CACHED => String::from("another thread (whose cache it was in)"),
+        t => format!("thread {t}"),
+    };
+    let msg = format!(
+        "a gc_pinner was used by two threads at once ({other} and thread {me}); a gc_pinner is \
+         not thread-safe: give each thread its own, or serialize the calls with a lock"
+    );
+    os::throw(&msg)
+}
+
 /// Pins one pointer through `p`. Inside the runtime. Returns whether a new inner
 /// pinner was made (its finalizer needs the finalizer thread).
 #[inline]
@@ -512,12 +606,7 @@ pub fn pin_one(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptr: usize) -> Result
         Target::Zero => return Ok(false),
         Target::Object(s, idx) => (s, idx),
     };
-    let mut inner = inner_of(h, p)?;
-    let mut fresh = false;
-    if inner.is_null() {
-        (inner, fresh) = new_inner(g, h)?;
-        p.impl_ = inner as *mut c_void;
-    }
+    let (inner, fresh, _claim) = claim_inner(g, h, p)?;
     // SAFETY: a validated inner pinner owned by `p`.
     unsafe {
         if (*inner).len() == (*inner).cap() {
@@ -528,6 +617,21 @@ pub fn pin_one(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptr: usize) -> Result
         (*inner).len += 1;
     }
     Ok(fresh)
+}
+
+/// `p`'s inner pinner, claimed for this call, or (when it has none) the
+/// thread's cached one or a fresh one, installed in `p`. The flag says
+/// whether it was freshly allocated.
+#[inline(always)]
+fn claim_inner(g: &InRuntime, h: &Heap, p: &mut gc_pinner) -> Result<(*mut InnerPinner, bool, Claim), PinError> {
+    let inner = inner_of(h, p)?;
+    if !inner.is_null() {
+        return Ok((inner, false, Claim::new(inner, g)));
+    }
+    let (inner, fresh) = new_inner(g, h)?;
+    let claim = Claim::own(inner, g);
+    install(p, inner, claim.tid);
+    Ok((inner, fresh, claim))
 }
 
 /// The common case of `pin_one`, for the C API's path before its panic
@@ -541,15 +645,16 @@ pub fn pin_one(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptr: usize) -> Result
 #[inline(always)]
 pub fn pin_one_fast(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptr: usize) -> bool {
     let Ok(Target::Object(s, idx)) = classify(h, ptr) else { return false };
-    let inner = match inner_of(h, p) {
-        Ok(inner) if !inner.is_null() => inner,
+    let (inner, _claim) = match inner_of(h, p) {
+        Ok(inner) if !inner.is_null() => (inner, Claim::new(inner, g)),
         Ok(_) => {
             let cached = take_cached_inner(g);
             if cached.is_null() {
                 return false;
             }
-            p.impl_ = cached as *mut c_void;
-            cached
+            let claim = Claim::own(cached, g);
+            install(p, cached, claim.tid);
+            (cached, claim)
         }
         Err(_) => return false,
     };
@@ -627,12 +732,7 @@ pub fn pin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptrs: &[usize]) -> Re
     if heap_objects == 0 {
         return Ok(false);
     }
-    let mut inner = inner_of(h, p)?;
-    let mut fresh = false;
-    if inner.is_null() {
-        (inner, fresh) = new_inner(g, h)?;
-        p.impl_ = inner as *mut c_void;
-    }
+    let (inner, fresh, _claim) = claim_inner(g, h, p)?;
     reserve(g, h, inner, heap_objects)?;
     let mut done = 0usize;
     for &ptr in ptrs {
@@ -728,6 +828,7 @@ pub fn unpin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner) {
     if inner.is_null() {
         return;
     }
+    let mut claim = Claim::new(inner, g);
     // SAFETY: a valid inner pinner; each reference is an object this pinner
     // pinned, hence allocated and in an in-use span.
     unsafe {
@@ -738,7 +839,7 @@ pub fn unpin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner) {
             i += unpin_group(refs.add(i), n - i);
         }
         (*inner).len = 0;
-        cache_empty_inner(g, p, inner);
+        cache_empty_inner(g, p, &mut claim);
     }
 }
 
@@ -752,6 +853,7 @@ pub fn unpin_one_fast(g: &InRuntime, h: &Heap, p: &mut gc_pinner) -> bool {
         Ok(inner) if !inner.is_null() => inner,
         _ => return false,
     };
+    let mut claim = Claim::new(inner, g);
     // SAFETY: a validated inner pinner; its one reference is an object it
     // pinned, so the span is in use and keeps its pin bits.
     unsafe {
@@ -763,7 +865,7 @@ pub fn unpin_one_fast(g: &InRuntime, h: &Heap, p: &mut gc_pinner) -> bool {
             return false;
         }
         (*inner).len = 0;
-        cache_empty_inner(g, p, inner);
+        cache_empty_inner(g, p, &mut claim);
     }
     true
 }
@@ -772,14 +874,15 @@ pub fn unpin_one_fast(g: &InRuntime, h: &Heap, p: &mut gc_pinner) -> bool {
 /// (and `p` lets go of it) unless the thread has one already [seed 001].
 ///
 /// # Safety
-/// `inner` is `p`'s valid inner pinner, holding no references.
+/// `claim` holds `p`'s valid inner pinner, which holds no references.
 #[inline(always)]
-unsafe fn cache_empty_inner(g: &InRuntime, p: &mut gc_pinner, inner: *mut InnerPinner) {
+unsafe fn cache_empty_inner(g: &InRuntime, p: &mut gc_pinner, claim: &mut Claim) {
     // SAFETY: the guard's thread is the caller's own record (see take_cached_inner).
     let cache = unsafe { &(*g.thread()).pinner_cache };
     if cache.load(Relaxed) == 0 {
-        cache.store(inner as usize, Relaxed);
+        cache.store(claim.inner as usize, Relaxed);
         p.impl_ = std::ptr::null_mut();
+        claim.cached = true;
     }
 }
 

@@ -64,6 +64,18 @@ pub struct ThreadState {
     pub stack_lo: usize,
     pub stack_hi: usize,
     pub pthread: libc::pthread_t,
+    /// The kernel's id of the thread (`gettid`), for messages and the pinner's
+    /// owner word.
+    pub tid: u32,
+    /// The thread pointer, through which `tls` finds the thread's TLS blocks;
+    /// 0 where they are not scanned.
+    pub tp: usize,
+    /// Set from before the thread asks for the world lock until it releases
+    /// it. With `in_runtime`, what makes a gcpin call on this thread (from a
+    /// signal handler) a deadlock: see `reentered`.
+    pub holds_world: AtomicBool,
+    /// This record's index in `World::threads`; changed under the world lock.
+    registry_index: Cell<usize>,
     pub mcache: UnsafeCell<Mcache>,
     /// A free inner pinner for reuse, or 0 [Go: p.pinnerCache]. Emptied by
     /// every collection: this memory is not scanned.
@@ -77,11 +89,21 @@ pub struct ThreadState {
 /// thread looping on `gc_collect` must not starve another that waits to collect
 /// (or to register, unregister or fork). Waiters sleep on a futex, outside the
 /// runtime, so they can be stopped while they wait.
+///
+/// The waiter for ticket `t` sleeps on `slots[t % WAIT_SLOTS]`, and a release
+/// wakes only the slot of the next ticket: with one futex word for all, every
+/// release woke every waiter, and 4,000 threads exiting at once (each
+/// unregisters under this lock) took 55 s instead of milliseconds.
 pub struct WorldLock {
     next: AtomicU32,
     serving: AtomicU32,
+    slots: [AtomicU32; WAIT_SLOTS],
     world: UnsafeCell<World>,
 }
+
+/// Futex words of the world lock; waiters beyond this many share slots (and
+/// are woken a few at a time).
+const WAIT_SLOTS: usize = 1024;
 
 // SAFETY: the World inside is only reached through a WorldGuard, of which the
 // ticket discipline allows one at a time.
@@ -91,22 +113,46 @@ unsafe impl Send for WorldLock {}
 
 pub struct WorldGuard<'a> {
     lock: &'a WorldLock,
+    /// The holder's record (null for a thread without one), whose
+    /// `holds_world` the guard clears when it is dropped.
+    holder: *mut ThreadState,
 }
 
 impl WorldLock {
     pub fn new(world: World) -> WorldLock {
-        WorldLock { next: AtomicU32::new(0), serving: AtomicU32::new(0), world: UnsafeCell::new(world) }
+        WorldLock {
+            next: AtomicU32::new(0),
+            serving: AtomicU32::new(0),
+            slots: [const { AtomicU32::new(0) }; WAIT_SLOTS],
+            world: UnsafeCell::new(world),
+        }
     }
 
     /// Waits for our turn. Outside the runtime.
     pub fn lock(&self) -> WorldGuard<'_> {
-        let ticket = self.next.fetch_add(1, Relaxed);
+        self.lock_as(current())
+    }
+
+    /// `lock`, for the thread whose record is `holder` (the caller's, or a
+    /// record being registered, or null).
+    fn lock_as(&self, holder: *mut ThreadState) -> WorldGuard<'_> {
+        if !holder.is_null() {
+            // SAFETY: the caller's own record; compiler-ordered before the
+            // ticket for its own signal handlers, the only other readers.
+            unsafe { (*holder).holds_world.store(true, Relaxed) };
+            compiler_fence(SeqCst);
+        }
+        let ticket = self.next.fetch_add(1, SeqCst);
+        let slot = &self.slots[ticket as usize % WAIT_SLOTS];
         loop {
-            let now = self.serving.load(Acquire);
-            if now == ticket {
-                return WorldGuard { lock: self };
+            // Read the slot before `serving`: a release bumps `serving`, then
+            // the slot, so a release we miss here changes the slot and the
+            // futex wait returns at once.
+            let seen = slot.load(SeqCst);
+            if self.serving.load(SeqCst) == ticket {
+                return WorldGuard { lock: self, holder };
             }
-            os::futex_wait(&self.serving, now, None);
+            os::futex_wait(slot, seen, None);
         }
     }
 }
@@ -136,14 +182,28 @@ impl std::ops::DerefMut for WorldGuard<'_> {
 
 impl Drop for WorldGuard<'_> {
     fn drop(&mut self) {
-        self.lock.serving.fetch_add(1, Release);
-        os::futex_wake(&self.lock.serving, i32::MAX);
+        let next = self.lock.serving.fetch_add(1, SeqCst).wrapping_add(1);
+        let slot = &self.lock.slots[next as usize % WAIT_SLOTS];
+        slot.fetch_add(1, SeqCst);
+        os::futex_wake(slot, i32::MAX);
+        if !self.holder.is_null() {
+            compiler_fence(SeqCst);
+            // SAFETY: the holder's record outlives its guard (unregistration
+            // drops the guard before it frees the record).
+            unsafe { (*self.holder).holds_world.store(false, Relaxed) };
+        }
     }
 }
 
 /// The registry of threads, guarded by the world lock.
 pub struct World {
     pub threads: Vec<*mut ThreadState>,
+    /// In a forked child: the records of the parent's other threads, which do
+    /// not exist here. Their stacks, registers and TLS blocks were copied into
+    /// the child as they were when the fork stopped them, and stay roots: an
+    /// object (or a pinner, with its pins) that only such a thread held is
+    /// kept, never freed or reported as leaked in the child.
+    pub forked_away: Vec<*mut ThreadState>,
     pub marker: Marker,
 }
 
@@ -153,7 +213,28 @@ unsafe impl Send for World {}
 
 impl World {
     pub fn new() -> World {
-        World { threads: Vec::new(), marker: Marker::new() }
+        World { threads: Vec::new(), forked_away: Vec::new(), marker: Marker::new() }
+    }
+
+    /// Adds a record to the registry. O(1).
+    fn add(&mut self, ts: *mut ThreadState) {
+        // SAFETY: a live record, not yet in the registry; we hold the lock.
+        unsafe { (*ts).registry_index.set(self.threads.len()) };
+        self.threads.push(ts);
+    }
+
+    /// Removes a record from the registry. O(1): the last record takes its
+    /// place.
+    fn remove(&mut self, ts: *mut ThreadState) {
+        // SAFETY: records in the registry are live; we hold the lock.
+        unsafe {
+            let i = (*ts).registry_index.get();
+            debug_assert!(self.threads[i] == ts);
+            self.threads.swap_remove(i);
+            if let Some(&moved) = self.threads.get(i) {
+                (*moved).registry_index.set(i);
+            }
+        }
     }
 }
 
@@ -311,6 +392,40 @@ pub fn current_or_register() -> Option<*mut ThreadState> {
         return Some(t);
     }
     register()
+}
+
+/// Why a gcpin call refused to run on the calling thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The thread could not be registered (its stack bounds are unknown).
+    Thread,
+    /// A signal handler called gcpin on a thread that it interrupted inside
+    /// gcpin (see `reentered`): serving the call would deadlock.
+    Reentered,
+}
+
+/// Whether `ts`, the calling thread's record, is inside the runtime or holds
+/// (or waits for) the world lock. Only a signal handler can see this from a
+/// gcpin entry point: the thread itself is not running gcpin code when it
+/// enters one. Serving such a call would deadlock (on a lock the interrupted
+/// code holds, or on the world lock behind its own ticket), so the entry
+/// points refuse it.
+#[inline(always)]
+pub fn reentered(ts: *mut ThreadState) -> bool {
+    // SAFETY: the caller's own live record.
+    unsafe { (*ts).in_runtime.load(Relaxed) || (*ts).holds_world.load(Relaxed) }
+}
+
+/// The calling thread's record for a gcpin entry point: registers the thread
+/// if needed, and refuses a call from a signal handler that interrupted the
+/// thread inside gcpin.
+#[inline]
+pub fn enter_api() -> Result<*mut ThreadState, Refusal> {
+    let ts = current_or_register().ok_or(Refusal::Thread)?;
+    if reentered(ts) {
+        return Err(Refusal::Reentered);
+    }
+    Ok(ts)
 }
 
 /// Marks the thread as inside the runtime for the guard's lifetime.
@@ -587,13 +702,17 @@ pub fn register() -> Option<*mut ThreadState> {
         stack_hi: hi,
         // SAFETY: pthread_self has no preconditions.
         pthread: unsafe { libc::pthread_self() },
+        tid: os::gettid(),
+        tp: crate::tls::thread_pointer(),
+        holds_world: AtomicBool::new(false),
+        registry_index: Cell::new(usize::MAX),
         mcache: UnsafeCell::new(Mcache::new()),
         pinner_cache: AtomicUsize::new(0),
         stress_left: Cell::new(0),
     }));
     {
-        let mut w = lock_world(h);
-        w.threads.push(ts);
+        let mut w = h.world.lock_as(ts);
+        w.add(ts);
         // Publish before we can be signalled: the handler finds us through TLS.
         current_tls::set(ts);
     }
@@ -623,7 +742,7 @@ pub fn unregister(ts: *mut ThreadState) {
         let _g = InRuntime::enter(ts);
         (*(*ts).mcache.get()).release_all(h, true);
     }
-    w.threads.retain(|&t| t != ts);
+    w.remove(ts);
     current_tls::set(std::ptr::null_mut());
     drop(w);
     // SAFETY: key created in setup; clearing our own value.
@@ -713,19 +832,23 @@ extern "C" fn fork_child() {
     if let Some(mut w) = unsafe { (*std::ptr::addr_of_mut!(FORK_GUARD)).take() } {
         let me = current();
         let h = heap();
-        for &t in &w.threads {
-            if t != me {
-                // SAFETY: the other threads do not exist in the child; their
-                // records are ours to dismantle.
-                unsafe {
-                    (*(*t).mcache.get()).release_all(h, false);
-                    drop(Box::from_raw(t));
-                }
+        let others: Vec<*mut ThreadState> = w.threads.iter().copied().filter(|&t| t != me).collect();
+        for &t in &others {
+            // SAFETY: the other threads do not exist in the child; their
+            // records stay (as `forked_away`, see World) with their spans
+            // back in the central lists and no cached pinner.
+            unsafe {
+                (*(*t).mcache.get()).release_all(h, false);
+                (*t).pinner_cache.store(0, Relaxed);
             }
+            w.remove(t);
         }
-        w.threads.retain(|&t| t == me);
+        w.forked_away.extend(others);
         // SAFETY: `me` is our record.
-        unsafe { (*me).pthread = libc::pthread_self() };
+        unsafe {
+            (*me).pthread = libc::pthread_self();
+            (*me).tid = os::gettid();
+        }
         STOP_SEQ.fetch_add(1, SeqCst); // even again: the world runs
         PARKED.store(0, SeqCst); // the parked threads do not exist here
         h.finq.forget_thread();

@@ -1,0 +1,137 @@
+/* Signal handlers that call gcpin. A handler may interrupt its thread anywhere,
+ * including inside gcpin (holding a heap lock, or collecting with the world
+ * lock held). Serving such a call would deadlock, so gcpin refuses it: NULL
+ * with errno = EDEADLK from gc_alloc, GC_ERR_WOULD_DEADLOCK from calls with a
+ * status, nothing done (errno = EDEADLK) by the others. A handler that
+ * interrupted its thread outside gcpin is served normally. */
+#include "check.h"
+
+#include <sys/time.h>
+
+static atomic_long served, refused, wrong;
+
+static void alloc_in_handler(int sig) {
+    (void)sig;
+    int saved = errno;
+    static int n;
+    errno = 0;
+    void *p = gc_alloc(48);
+    if (p != NULL) {
+        memset(p, 0x5A, 48);
+        atomic_fetch_add(&served, 1);
+    } else if (errno == EDEADLK) {
+        atomic_fetch_add(&refused, 1);
+    } else {
+        atomic_fetch_add(&wrong, 1);
+    }
+    gc_pinner pin = {0};
+    gc_status st = pinner_pin(&pin, p ? p : (void *)&pin);
+    if (p != NULL && st != GC_OK && st != GC_ERR_WOULD_DEADLOCK) atomic_fetch_add(&wrong, 1);
+    if (st == GC_OK) pinner_unpin(&pin);
+    if (++n % 16 == 0) gc_collect(); /* refused if the thread was collecting */
+    errno = saved;
+}
+
+static void start_timer(int us) {
+    struct itimerval it = {{0, us}, {0, us}};
+    REQUIRE(setitimer(ITIMER_REAL, &it, NULL) == 0);
+}
+
+static void stop_timer(void) {
+    struct itimerval it = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* The main thread allocates, pins and collects in a loop while a 1 ms timer's
+ * handler does the same on it: every handler call is served or refused,
+ * none hangs. */
+TEST_TIMEOUT(gcpin_calls_from_a_handler_that_interrupted_gcpin_are_refused_not_deadlocked, 60) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = alloc_in_handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    REQUIRE(sigaction(SIGALRM, &sa, NULL) == 0);
+    gc_thread_register();
+    start_timer(1000);
+    double end = check_now() + 1.5;
+    long rounds = 0;
+    while (check_now() < end) {
+        gc_pinner pin = {0};
+        for (int i = 0; i < 1000; i++) {
+            void *p = gc_alloc((size_t)(16 + (i % 64) * 16));
+            REQUIRE(p != NULL);
+            if (i % 8 == 0) CHECK_STATUS(pinner_pin(&pin, p), GC_OK);
+        }
+        pinner_unpin(&pin);
+        if (++rounds % 20 == 0) gc_collect();
+    }
+    stop_timer();
+    long s = atomic_load(&served), r = atomic_load(&refused);
+    fprintf(stderr, "    %ld handler calls served, %ld refused, %ld rounds\n", s, r, rounds);
+    CHECK_GT(s + r, 100);
+    CHECK_EQ(atomic_load(&wrong), 0);
+    CHECK_STATUS(gc_verify_heap(), GC_OK);
+}
+
+/* A handler that interrupts its thread while it collects (holding the world
+ * lock): a second thread signals the collecting thread every 200 us, and the
+ * handler asks for statistics and a heap check, which stop the world. */
+static atomic_int sig_stop;
+static pthread_t sig_target;
+
+static void *signal_loop(void *arg) {
+    (void)arg;
+    while (!atomic_load(&sig_stop)) {
+        pthread_kill(sig_target, SIGUSR1);
+        usleep(200);
+    }
+    return NULL;
+}
+
+static atomic_long collect_refused, collect_served;
+
+static void collect_in_handler(int sig) {
+    (void)sig;
+    int saved = errno;
+    errno = 0;
+    gc_stats st;
+    memset(&st, 0, sizeof st);
+    gc_get_stats(&st);
+    if (st.num_gc == 0 && errno == EDEADLK)
+        atomic_fetch_add(&collect_refused, 1);
+    else
+        atomic_fetch_add(&collect_served, 1);
+    gc_status v = gc_verify_heap();
+    CHECK(v == GC_OK || v == GC_ERR_WOULD_DEADLOCK);
+    errno = saved;
+}
+
+TEST_TIMEOUT(stats_and_verify_from_a_handler_while_its_thread_collects, 60) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = collect_in_handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    REQUIRE(sigaction(SIGUSR1, &sa, NULL) == 0);
+    gc_thread_register();
+    sig_target = pthread_self();
+    pthread_t t;
+    start_thread(&t, signal_loop, NULL);
+    double end = check_now() + 1.0;
+    while (check_now() < end) {
+        for (int i = 0; i < 2000; i++) (void)gc_alloc(64);
+        gc_collect();
+    }
+    atomic_store(&sig_stop, 1);
+    pthread_join(t, NULL);
+    fprintf(stderr, "    %ld handler calls served, %ld refused\n", atomic_load(&collect_served),
+            atomic_load(&collect_refused));
+    CHECK_GT(atomic_load(&collect_served) + atomic_load(&collect_refused), 100);
+    CHECK_STATUS(gc_verify_heap(), GC_OK);
+}
+
+/* The status has its own text. */
+TEST(would_deadlock_status_has_a_description) {
+    CHECK(strstr(gc_strerror(GC_ERR_WOULD_DEADLOCK), "signal handler") != NULL);
+}
