@@ -4,8 +4,9 @@
 # is present it only asks dpkg and returns (well under a second).
 set -euo pipefail
 
-# w3m: a real binary linked against libgc.so.1, run on gcpin by make test.
-packages=(libgc-dev liburing-dev pkg-config w3m)
+# w3m: a real binary linked against libgc.so.1, run on gcpin by make test;
+# cmake: the find_package(gcpin) check of the installed CMake package.
+packages=(libgc-dev liburing-dev pkg-config w3m cmake)
 
 missing=()
 for pkg in "${packages[@]}"; do
