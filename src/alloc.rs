@@ -14,7 +14,8 @@ use std::sync::atomic::Ordering::*;
 use crate::heap::{AllocFail, Heap};
 use crate::pinner;
 use crate::sizeclass::{self, MAX_SMALL_SIZE};
-use crate::span::{Span, PAGE_SIZE};
+use crate::sizeclass::PAGE_SIZE;
+use crate::span::Span;
 use crate::specials::{free_special, KIND_UNCOLLECTABLE};
 use crate::threads::InRuntime;
 

@@ -22,7 +22,7 @@ use crate::finalizer;
 use crate::gc;
 use crate::heap::{heap, AllocFail, Heap};
 use crate::pinner::{self, gc_leak_fn, gc_pinner, CheckError, PinError, Target};
-use crate::stats::{self, gc_stats};
+use crate::stats::gc_stats;
 use crate::threads::{self, InRuntime, Refusal, ThreadState};
 use crate::verify;
 
@@ -248,7 +248,7 @@ fn pin_entry(pinner: *mut gc_pinner, ptrs: &[usize]) -> gc_status {
             if fresh {
                 // A new inner pinner: its leak finalizer needs the finalizer
                 // thread, and its allocation may have crossed the trigger.
-                h.finq.ensure_thread(h);
+                crate::finalizer::ensure_thread(h);
                 gc::collect_if_wanted(h);
             }
             GC_OK
@@ -450,7 +450,7 @@ pub extern "C" fn gc_set_finalizer(obj: *mut c_void, f: gc_finalizer_fn, arg: *m
         match r {
             Ok(()) => {
                 if f.is_some() {
-                    h.finq.ensure_thread(h);
+                    crate::finalizer::ensure_thread(h);
                 }
                 GC_OK
             }
@@ -572,7 +572,7 @@ pub extern "C" fn gc_get_stats(out: *mut gc_stats) {
         if out.is_null() || api_thread_or_errno().is_none() {
             return;
         }
-        let st = stats::read(heap());
+        let st = gc::read_stats(heap());
         // SAFETY: non-NULL out-parameter from the caller.
         unsafe { *out = st };
     })

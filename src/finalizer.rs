@@ -1,7 +1,8 @@
-//! Finalizers: the queue of objects found unreachable, and who runs them.
+//! Finalizers: setting them, and who runs the queued ones.
 //!
 //! `gc_set_finalizer` hangs a finalizer special on an object. When a sweep finds
-//! the object unmarked it moves the special here and resurrects the object, which
+//! the object unmarked it moves the special to the queue (`finq`) and
+//! resurrects the object, which
 //! stays alive (with all it reaches: the queue is a root) until its finalizer has
 //! run once; the object is freed by a later cycle [Go: SetFinalizer].
 //!
@@ -13,137 +14,33 @@
 //! collector with the world stopped. The finalizer thread sleeps on a futex
 //! sequence number, with no lock held, so it can be stopped while it sleeps.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::*};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering::*;
 
 use crate::heap::Heap;
 use crate::os;
 use crate::span::Span;
-use crate::specials::{free_special, new_special, FinalizerFn, Special, KIND_FINALIZER};
+use crate::specials::{free_special, new_special, FinalizerFn, KIND_FINALIZER};
 use crate::threads::{self, InRuntime};
 
-struct QueueState {
-    head: *mut Special,
-    tail: *mut Special,
-    len: usize,
-}
-
-// SAFETY: the records are owned by the queue and only touched under its lock
-// (or with the world stopped).
-unsafe impl Send for QueueState {}
-
-pub struct FinalizerQueue {
-    q: Mutex<QueueState>,
-    seq: AtomicU32,
-    thread_started: AtomicBool,
-    /// Finalizers run only when the program asks (`gc_run_finalizers`), never
-    /// on the finalizer thread (libgc's `GC_set_finalize_on_demand`).
-    pub on_demand: AtomicBool,
-    /// An `extern "C" fn()` called after a cycle that queued finalizers, or 0
-    /// (libgc's `GC_set_finalizer_notifier`).
-    pub notifier: AtomicUsize,
-}
-
-impl FinalizerQueue {
-    pub const fn new() -> FinalizerQueue {
-        FinalizerQueue {
-            q: Mutex::new(QueueState { head: std::ptr::null_mut(), tail: std::ptr::null_mut(), len: 0 }),
-            seq: AtomicU32::new(0),
-            thread_started: AtomicBool::new(false),
-            on_demand: AtomicBool::new(false),
-            notifier: AtomicUsize::new(0),
-        }
+/// Starts the finalizer thread if it is not running. Outside the runtime.
+pub fn ensure_thread(h: &'static Heap) {
+    if !h.finq.claim_thread() {
+        return;
     }
-
-    /// Appends a finalizer record (its `obj` set). World stopped.
-    pub fn push(&self, sp: *mut Special) {
-        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: `sp` was unlinked from its span by the sweeper; the queue owns it.
-        unsafe {
-            (*sp).next = std::ptr::null_mut();
-            if q.tail.is_null() {
-                q.head = sp;
-            } else {
-                (*q.tail).next = sp;
-            }
-        }
-        q.tail = sp;
-        q.len += 1;
-    }
-
-    fn pop(&self) -> *mut Special {
-        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
-        let sp = q.head;
-        if !sp.is_null() {
-            // SAFETY: queued records are live and owned by the queue.
-            q.head = unsafe { (*sp).next };
-            if q.head.is_null() {
-                q.tail = std::ptr::null_mut();
-            }
-            q.len -= 1;
-        }
-        sp
-    }
-
-    pub fn len(&self) -> usize {
-        self.q.lock().unwrap_or_else(|e| e.into_inner()).len
-    }
-
-    /// Calls `f(obj, arg)` for every queued record. World stopped.
-    pub fn for_each_queued(&self, mut f: impl FnMut(usize, usize)) {
-        let q = self.q.lock().unwrap_or_else(|e| e.into_inner());
-        let mut p = q.head;
-        while !p.is_null() {
-            // SAFETY: queued records are live.
-            unsafe {
-                f((*p).obj, (*p).arg as usize);
-                p = (*p).next;
-            }
-        }
-    }
-
-    /// Tells the finalizer thread there is work. Outside the world stop.
-    pub fn wake(&self) {
-        self.seq.fetch_add(1, Release);
-        os::futex_wake(&self.seq, i32::MAX);
-    }
-
-    /// Calls the notifier, if one is set: a cycle queued finalizers. Outside
-    /// the world stop and the runtime.
-    pub fn notify(&self) {
-        let f = self.notifier.load(Acquire);
-        if f != 0 {
-            // SAFETY: only `extern "C" fn()` values are stored in `notifier`.
-            unsafe { std::mem::transmute::<usize, extern "C" fn()>(f)() };
-        }
-    }
-
-    /// Starts the finalizer thread if it is not running. Outside the runtime.
-    pub fn ensure_thread(&'static self, h: &'static Heap) {
-        if self.thread_started.load(Acquire) || self.thread_started.swap(true, AcqRel) {
+    let spawned = std::thread::Builder::new().name("gcpin-finalizer".into()).spawn(move || {
+        if threads::register().is_none() {
             return;
         }
-        let spawned = std::thread::Builder::new().name("gcpin-finalizer".into()).spawn(move || {
-            if threads::register().is_none() {
-                return;
+        loop {
+            let seq = h.finq.seq().load(Acquire);
+            if h.finq.on_demand.load(Acquire) || run_queued(h, usize::MAX) == 0 {
+                os::futex_wait(h.finq.seq(), seq, None);
             }
-            loop {
-                let seq = h.finq.seq.load(Acquire);
-                if h.finq.on_demand.load(Acquire) || run_queued(h, usize::MAX) == 0 {
-                    os::futex_wait(&h.finq.seq, seq, None);
-                }
-            }
-        });
-        if spawned.is_err() {
-            // No thread: finalizers still run through gc_run_finalizers.
-            self.thread_started.store(false, Release);
         }
-    }
-
-    /// In a forked child the finalizer thread is gone; the next finalizer starts
-    /// a new one.
-    pub fn forget_thread(&self) {
-        self.thread_started.store(false, Release);
+    });
+    if spawned.is_err() {
+        // No thread: finalizers still run through gc_run_finalizers.
+        h.finq.forget_thread();
     }
 }
 

@@ -22,9 +22,11 @@ use std::sync::atomic::Ordering::*;
 
 use crate::heap::Heap;
 use crate::mark;
+use crate::pinner;
 use crate::os;
 use crate::roots;
-use crate::span::PAGE_SIZE;
+use crate::sizeclass::PAGE_SIZE;
+use crate::stats::gc_stats;
 use crate::sweep;
 use crate::threads::{self, lock_world, start_the_world, stop_the_world, ThreadState};
 
@@ -216,7 +218,7 @@ fn after_cycle(h: &Heap, r: &CycleReport) {
         // and finalizers set before the fork would otherwise wait for an
         // explicit gc_run_finalizers.
         if let Some(hs) = crate::heap::heap_if_exists() {
-            hs.finq.ensure_thread(hs);
+            crate::finalizer::ensure_thread(hs);
         }
         h.finq.wake();
         h.finq.notify();
@@ -244,7 +246,7 @@ fn after_cycle(h: &Heap, r: &CycleReport) {
 /// Runs `f` with the world stopped (for statistics and the heap verifier): every
 /// other thread is parked outside the runtime, so spans, mcaches and lists are
 /// consistent. The caller is outside the runtime.
-pub fn with_world_stopped<R>(h: &Heap, f: impl FnOnce(&Heap, &threads::World, &mut crate::heap::PageAlloc) -> R) -> Option<R> {
+pub fn with_world_stopped<R>(h: &Heap, f: impl FnOnce(&Heap, &threads::World, &mut crate::pagealloc::PageAlloc) -> R) -> Option<R> {
     let me = threads::current_or_register()?;
     let w = lock_world(h);
     stop_the_world(&w, me);
@@ -256,6 +258,37 @@ pub fn with_world_stopped<R>(h: &Heap, f: impl FnOnce(&Heap, &threads::World, &m
     Some(r)
 }
 
+/// Gathers the statistics, stopping the world briefly for the heap figures.
+/// Outside the runtime.
+pub fn read_stats(h: &Heap) -> gc_stats {
+    let mut out = with_world_stopped(h, |h, _w, pa| {
+        let mut st = gc_stats::default();
+        let mut since = 0u64;
+        // SAFETY: the world is stopped and the page lock held.
+        unsafe {
+            h.for_each_span(pa.high_water, |s| {
+                let n = (*s).count_allocated() as u64;
+                st.heap_objects += n;
+                st.heap_alloc_bytes += n * (*s).elemsize as u64;
+                since += n.saturating_sub((*s).swept_count as u64) * (*s).elemsize as u64;
+                pinner::for_each_pinned(s, |_| st.pinned_objects += 1);
+            });
+        }
+        st.heap_sys_bytes = ((pa.in_use + pa.free_dirty) * PAGE_SIZE) as u64;
+        st.heap_released_bytes = (pa.released_pages() * PAGE_SIZE) as u64;
+        st.total_alloc_bytes = h.stats.total_alloc_swept.load(Relaxed) + since;
+        st.finalizers_queued = h.finq.len() as u64;
+        st
+    })
+    .unwrap_or_default();
+    let s = &h.stats;
+    out.num_gc = s.num_gc.load(Relaxed);
+    out.pause_total_ns = s.pause_total_ns.load(Relaxed);
+    out.last_pause_ns = s.last_pause_ns.load(Relaxed);
+    out.max_pause_ns = s.max_pause_ns.load(Relaxed);
+    out.next_gc_bytes = s.next_gc.load(Relaxed);
+    out
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,9 +28,9 @@ use crate::heap::{heap, heap_if_exists, Heap};
 use crate::links::LinkError;
 use crate::pinner::{self, PinError, Target};
 use crate::sizeclass::{CLASS_SIZE, MAX_SMALL_SIZE, NUM_CLASSES};
-use crate::span::{Span, PAGE_SIZE};
+use crate::sizeclass::PAGE_SIZE;
+use crate::span::Span;
 use crate::specials::{free_special, new_special, KIND_UNCOLLECTABLE};
-use crate::stats;
 use crate::threads::{self, InRuntime};
 
 /// libgc's `GC_word`: an unsigned integer the size of a pointer.
@@ -698,7 +698,7 @@ pub extern "C" fn GC_get_gc_no() -> GC_word {
 }
 
 fn read_stats() -> crate::stats::gc_stats {
-    stats::read(heap())
+    crate::gc::read_stats(heap())
 }
 
 /// Heap pages held from the OS (used or free, not given back), in bytes.
@@ -1075,7 +1075,7 @@ fn register_finalizer(
         let old = finalizer::swap(s, idx, f, cd).ok()?;
         drop(g);
         if f.is_some() {
-            h.finq.ensure_thread(h);
+            crate::finalizer::ensure_thread(h);
         }
         old
     });

@@ -24,7 +24,8 @@
 //! Invariant: only the collector touches mark bits, only with the world stopped;
 //! they are all clear outside a cycle (the sweep clears them).
 
-use crate::heap::{Heap, PageAlloc};
+use crate::heap::Heap;
+use crate::pagealloc::PageAlloc;
 use crate::os;
 use crate::pinner;
 use crate::roots::LoadedObjects;
@@ -151,7 +152,7 @@ impl Marker {
             unsafe {
                 self.last_span = s;
                 self.last_lo = (*s).base;
-                self.last_len = (*s).npages << crate::span::PAGE_SHIFT;
+                self.last_len = (*s).npages << crate::sizeclass::PAGE_SHIFT;
             }
             s
         };

@@ -34,29 +34,17 @@
 //! stay pinned for ever: the kernel may still write into them.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::*};
 
 use crate::alloc::{malloc, zero_base};
-use crate::fixalloc::FixAlloc;
+use crate::pinbits::{self, slot, PinBits, STATE_MASK};
 use crate::heap::{AllocFail, Heap};
 use crate::os;
-use crate::span::{Span, BITMAP_WORDS};
+use crate::sizeclass::BITMAP_WORDS;
+use crate::span::Span;
 use crate::specials::{free_special, new_special, KIND_PIN_COUNTER};
 use crate::threads::InRuntime;
 
-/// Two bits per object: 32 objects per word.
-pub struct PinBits {
-    words: [AtomicU64; BITMAP_WORDS * 2],
-}
-
-static PINBITS_POOL: FixAlloc = FixAlloc::new(std::mem::size_of::<PinBits>());
-
-const STATE_MASK: u64 = 3;
-
-#[inline]
-fn slot(idx: usize) -> (usize, u32) {
-    (idx / 32, (idx % 32) as u32 * 2)
-}
 
 /// The pin state (0..=3) of object `idx`.
 #[inline]
@@ -84,30 +72,16 @@ fn pin_bits(s: *mut Span) -> Result<*mut PinBits, AllocFail> {
         if !pb.is_null() {
             return Ok(pb);
         }
-        let new = PINBITS_POOL.alloc() as *mut PinBits;
+        let new = pinbits::alloc();
         if new.is_null() {
             return Err(AllocFail::NoMemory);
         }
         match (*s).pins.compare_exchange(std::ptr::null_mut(), new, AcqRel, Acquire) {
             Ok(_) => Ok(new),
             Err(winner) => {
-                PINBITS_POOL.free(new as *mut u8);
+                pinbits::free(new);
                 Ok(winner)
             }
-        }
-    }
-}
-
-/// Frees a span's pin bits. World stopped, span being freed.
-///
-/// # Safety
-/// No object of `s` is pinned and no thread can reach `s` meanwhile.
-pub unsafe fn free_pin_bits(s: *mut Span) {
-    // SAFETY: per the contract.
-    unsafe {
-        let pb = (*s).pins.swap(std::ptr::null_mut(), AcqRel);
-        if !pb.is_null() {
-            PINBITS_POOL.free(pb as *mut u8);
         }
     }
 }
@@ -938,6 +912,7 @@ pub fn is_pinned(h: &Heap, ptr: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::span::free_pin_bits;
     use crate::span::Span;
 
     fn span() -> Box<Span> {

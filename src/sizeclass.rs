@@ -13,7 +13,14 @@
 //!   o / CLASS_SIZE[c]`: the object index is found by one multiplication
 //!   [Go: `divideByElemSize`].
 
-use crate::span::PAGE_SIZE;
+/// Pages are 8 KiB [Go: _PageShift = 13].
+pub const PAGE_SHIFT: usize = 13;
+pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+
+/// Upper bound on objects per span (16-byte objects in one page give 512).
+pub const MAX_OBJECTS_PER_SPAN: usize = 1024;
+/// Words of a per-object bitmap of a span (alloc bits, mark bits).
+pub const BITMAP_WORDS: usize = MAX_OBJECTS_PER_SPAN / 64;
 
 /// Largest size served from size classes; larger objects get their own span.
 pub const MAX_SMALL_SIZE: usize = 32768;
@@ -131,7 +138,6 @@ pub fn object_index(c: usize, off: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::span::MAX_OBJECTS_PER_SPAN;
 
     #[test]
     fn classes_are_16_byte_multiples_and_increase() {

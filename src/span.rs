@@ -30,16 +30,10 @@ use std::sync::Mutex;
 use bitvec::array::BitArray;
 use bitvec::order::Lsb0;
 
-use crate::pinner::PinBits;
-use crate::sizeclass;
+use crate::pinbits::{self, PinBits};
+use crate::sizeclass::{self, BITMAP_WORDS, PAGE_SIZE};
 use crate::specials::SpecialList;
 
-pub const PAGE_SHIFT: usize = 13;
-pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
-
-/// Upper bound on objects per span (16-byte objects in one page give 512).
-pub const MAX_OBJECTS_PER_SPAN: usize = 1024;
-pub const BITMAP_WORDS: usize = MAX_OBJECTS_PER_SPAN / 64;
 
 /// Mark bits: one per object, touched only by the collector.
 pub type MarkBits = BitArray<[u64; BITMAP_WORDS], Lsb0>;
@@ -173,6 +167,20 @@ impl Span {
         self.pin_counters.store(0, Relaxed);
         *self.specials.get_mut().unwrap_or_else(|e| e.into_inner()) = SpecialList::new();
         self.state.store(SPAN_IN_USE, Release);
+    }
+}
+
+/// Frees a span's pin bits. World stopped, span being freed.
+///
+/// # Safety
+/// No object of `s` is pinned and no thread can reach `s` meanwhile.
+pub unsafe fn free_pin_bits(s: *mut Span) {
+    // SAFETY: per the contract.
+    unsafe {
+        let pb = (*s).pins.swap(std::ptr::null_mut(), std::sync::atomic::Ordering::AcqRel);
+        if !pb.is_null() {
+            pinbits::free(pb);
+        }
     }
 }
 

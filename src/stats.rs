@@ -2,15 +2,11 @@
 //!
 //! Counters about collections are updated at the end of each cycle. Heap figures
 //! (bytes and objects allocated, pinned objects) are computed exactly on demand
-//! with the world stopped, from the alloc and pin bits: the allocation and pin
-//! fast paths keep no counters at all.
+//! with the world stopped, from the alloc and pin bits (`gc::read_stats`): the
+//! allocation and pin fast paths keep no counters at all.
 
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
-use crate::gc;
-use crate::heap::Heap;
-use crate::pinner;
-use crate::span::PAGE_SIZE;
 
 /// What `gc_get_stats` reports. Every field is a plain count in bytes, objects,
 /// cycles or nanoseconds.
@@ -76,36 +72,4 @@ impl Stats {
         self.next_gc.store(if next_gc == usize::MAX { u64::MAX } else { next_gc as u64 }, Relaxed);
         self.total_alloc_swept.fetch_add(allocated as u64, Relaxed);
     }
-}
-
-/// Gathers the statistics, stopping the world briefly for the heap figures.
-/// Outside the runtime.
-pub fn read(h: &Heap) -> gc_stats {
-    let mut out = gc::with_world_stopped(h, |h, _w, pa| {
-        let mut st = gc_stats::default();
-        let mut since = 0u64;
-        // SAFETY: the world is stopped and the page lock held.
-        unsafe {
-            h.for_each_span(pa.high_water, |s| {
-                let n = (*s).count_allocated() as u64;
-                st.heap_objects += n;
-                st.heap_alloc_bytes += n * (*s).elemsize as u64;
-                since += n.saturating_sub((*s).swept_count as u64) * (*s).elemsize as u64;
-                pinner::for_each_pinned(s, |_| st.pinned_objects += 1);
-            });
-        }
-        st.heap_sys_bytes = ((pa.in_use + pa.free_dirty) * PAGE_SIZE) as u64;
-        st.heap_released_bytes = (pa.released_pages() * PAGE_SIZE) as u64;
-        st.total_alloc_bytes = h.stats.total_alloc_swept.load(Relaxed) + since;
-        st.finalizers_queued = h.finq.len() as u64;
-        st
-    })
-    .unwrap_or_default();
-    let s = &h.stats;
-    out.num_gc = s.num_gc.load(Relaxed);
-    out.pause_total_ns = s.pause_total_ns.load(Relaxed);
-    out.last_pause_ns = s.last_pause_ns.load(Relaxed);
-    out.max_pause_ns = s.max_pause_ns.load(Relaxed);
-    out.next_gc_bytes = s.next_gc.load(Relaxed);
-    out
 }

@@ -17,7 +17,8 @@
 
 use std::sync::atomic::Ordering::*;
 
-use crate::heap::{Heap, PageAlloc};
+use crate::heap::Heap;
+use crate::pagealloc::PageAlloc;
 use crate::span::{MarkBits, Span};
 use crate::specials::KIND_FINALIZER;
 

@@ -41,6 +41,7 @@ use crate::heap::{heap, Heap};
 use crate::mark::Marker;
 use crate::mcache::Mcache;
 use crate::os;
+use crate::worldlock::WorldGuard;
 
 pub struct ThreadState {
     /// Set while the thread is inside the runtime (see the guard).
@@ -83,116 +84,6 @@ pub struct ThreadState {
     /// Allocations left before a stress collection (`GCPIN_STRESS`); only the
     /// thread itself touches it.
     pub stress_left: std::cell::Cell<u64>,
-}
-
-/// The world lock: a FIFO ticket lock around the `World`. Fair on purpose: a
-/// thread looping on `gc_collect` must not starve another that waits to collect
-/// (or to register, unregister or fork). Waiters sleep on a futex, outside the
-/// runtime, so they can be stopped while they wait.
-///
-/// The waiter for ticket `t` sleeps on `slots[t % WAIT_SLOTS]`, and a release
-/// wakes only the slot of the next ticket: with one futex word for all, every
-/// release woke every waiter, and 4,000 threads exiting at once (each
-/// unregisters under this lock) took 55 s instead of milliseconds.
-pub struct WorldLock {
-    next: AtomicU32,
-    serving: AtomicU32,
-    slots: [AtomicU32; WAIT_SLOTS],
-    world: UnsafeCell<World>,
-}
-
-/// Futex words of the world lock; waiters beyond this many share slots (and
-/// are woken a few at a time).
-const WAIT_SLOTS: usize = 1024;
-
-// SAFETY: the World inside is only reached through a WorldGuard, of which the
-// ticket discipline allows one at a time.
-unsafe impl Sync for WorldLock {}
-// SAFETY: as above; World is Send.
-unsafe impl Send for WorldLock {}
-
-pub struct WorldGuard<'a> {
-    lock: &'a WorldLock,
-    /// The holder's record (null for a thread without one), whose
-    /// `holds_world` the guard clears when it is dropped.
-    holder: *mut ThreadState,
-}
-
-impl WorldLock {
-    pub fn new(world: World) -> WorldLock {
-        WorldLock {
-            next: AtomicU32::new(0),
-            serving: AtomicU32::new(0),
-            slots: [const { AtomicU32::new(0) }; WAIT_SLOTS],
-            world: UnsafeCell::new(world),
-        }
-    }
-
-    /// Waits for our turn. Outside the runtime.
-    pub fn lock(&self) -> WorldGuard<'_> {
-        self.lock_as(current())
-    }
-
-    /// `lock`, for the thread whose record is `holder` (the caller's, or a
-    /// record being registered, or null).
-    fn lock_as(&self, holder: *mut ThreadState) -> WorldGuard<'_> {
-        if !holder.is_null() {
-            // SAFETY: the caller's own record; compiler-ordered before the
-            // ticket for its own signal handlers, the only other readers.
-            unsafe { (*holder).holds_world.store(true, Relaxed) };
-            compiler_fence(SeqCst);
-        }
-        let ticket = self.next.fetch_add(1, SeqCst);
-        let slot = &self.slots[ticket as usize % WAIT_SLOTS];
-        loop {
-            // Read the slot before `serving`: a release bumps `serving`, then
-            // the slot, so a release we miss here changes the slot and the
-            // futex wait returns at once.
-            let seen = slot.load(SeqCst);
-            if self.serving.load(SeqCst) == ticket {
-                return WorldGuard { lock: self, holder };
-            }
-            os::futex_wait(slot, seen, None);
-        }
-    }
-}
-
-impl WorldLock {
-    /// In a forked child: forget the tickets of threads that do not exist there
-    /// (they were waiting in the parent). Only the forking thread runs.
-    fn forget_waiters(&self) {
-        self.next.store(self.serving.load(Acquire), Release);
-    }
-}
-
-impl std::ops::Deref for WorldGuard<'_> {
-    type Target = World;
-    fn deref(&self) -> &World {
-        // SAFETY: holding the guard, we are the only one using the World.
-        unsafe { &*self.lock.world.get() }
-    }
-}
-
-impl std::ops::DerefMut for WorldGuard<'_> {
-    fn deref_mut(&mut self) -> &mut World {
-        // SAFETY: as above.
-        unsafe { &mut *self.lock.world.get() }
-    }
-}
-
-impl Drop for WorldGuard<'_> {
-    fn drop(&mut self) {
-        let next = self.lock.serving.fetch_add(1, SeqCst).wrapping_add(1);
-        let slot = &self.lock.slots[next as usize % WAIT_SLOTS];
-        slot.fetch_add(1, SeqCst);
-        os::futex_wake(slot, i32::MAX);
-        if !self.holder.is_null() {
-            compiler_fence(SeqCst);
-            // SAFETY: the holder's record outlives its guard (unregistration
-            // drops the guard before it frees the record).
-            unsafe { (*self.holder).holds_world.store(false, Relaxed) };
-        }
-    }
 }
 
 /// The registry of threads, guarded by the world lock.
@@ -475,14 +366,18 @@ fn deliver_deferred_stop(ts: *mut ThreadState) {
     }
 }
 
-/// Locks the world. Must be called outside the runtime.
-pub fn lock_world(h: &Heap) -> WorldGuard<'_> {
+/// Locks the world for the calling thread (whose `holds_world` the guard sets
+/// until it is dropped). Must be called outside the runtime.
+pub fn lock_world(h: &Heap) -> WorldGuard<'_, World> {
     debug_assert!({
         let t = current();
         // SAFETY: a non-null current() is this thread's live record.
         t.is_null() || !unsafe { (*t).in_runtime.load(Relaxed) }
     });
-    h.world.lock()
+    let t = current();
+    // SAFETY: a non-null current() is this thread's live record, which
+    // outlives the guard (unregistration drops its guard before freeing it).
+    h.world.lock(if t.is_null() { std::ptr::null() } else { unsafe { &(*t).holds_world } })
 }
 
 extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
@@ -711,7 +606,8 @@ pub fn register() -> Option<*mut ThreadState> {
         stress_left: Cell::new(0),
     }));
     {
-        let mut w = h.world.lock_as(ts);
+        // SAFETY: our new record, live until unregistration.
+        let mut w = h.world.lock(unsafe { &(*ts).holds_world });
         w.add(ts);
         // Publish before we can be signalled: the handler finds us through TLS.
         current_tls::set(ts);
@@ -797,7 +693,7 @@ extern "C" fn register_fork_handlers() {
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
 }
 
-static mut FORK_GUARD: Option<WorldGuard<'static>> = None;
+static mut FORK_GUARD: Option<WorldGuard<'static, World>> = None;
 static mut FORK_INIT_GUARD: Option<MutexGuard<'static, ()>> = None;
 
 extern "C" fn fork_prepare() {

@@ -4,10 +4,12 @@
 //! message naming the first broken invariant. `gc_verify_heap` exposes it; debug
 //! builds also check the page invariants after every cycle. It allocates nothing.
 
-use crate::heap::{Heap, PageAlloc};
+use crate::heap::Heap;
+use crate::pagealloc::PageAlloc;
 use crate::os::throw;
 use crate::pinner;
-use crate::span::{Span, BITMAP_WORDS};
+use crate::sizeclass::BITMAP_WORDS;
+use crate::span::Span;
 use crate::specials::{KIND_FINALIZER, KIND_PIN_COUNTER};
 use crate::threads::World;
 
@@ -45,10 +47,10 @@ unsafe fn verify_span(s: *mut Span, w: &World) {
     // SAFETY: per the contract.
     unsafe {
         let sp = &*s;
-        if sp.nelems == 0 || sp.base % crate::span::PAGE_SIZE != 0 {
+        if sp.nelems == 0 || sp.base % crate::sizeclass::PAGE_SIZE != 0 {
             throw("heap corruption: bad span geometry");
         }
-        if sp.nelems as usize * sp.elemsize > sp.npages * crate::span::PAGE_SIZE {
+        if sp.nelems as usize * sp.elemsize > sp.npages * crate::sizeclass::PAGE_SIZE {
             throw("heap corruption: span objects overrun its pages");
         }
         for wd in 0..BITMAP_WORDS {

@@ -65,7 +65,7 @@ fn mark_stack_overflow_loses_nothing() {
         unsafe { *table.add(i) = build_list(5) };
     }
     {
-        let mut w = gcpin::heap::heap().world.lock();
+        let mut w = gcpin::heap::heap().world.lock(std::ptr::null());
         w.marker = gcpin::mark::Marker::with_capacity(8);
     }
     gc_collect();
@@ -75,7 +75,7 @@ fn mark_stack_overflow_loses_nothing() {
         check_list(unsafe { *table.add(i) } as *mut Node, 5);
     }
     assert_eq!(gc_verify_heap(), gc_status::GC_OK);
-    let mut w = gcpin::heap::heap().world.lock();
+    let mut w = gcpin::heap::heap().world.lock(std::ptr::null());
     assert!(w.marker.overflow_rescans > 0, "the test did not overflow the mark stack");
     w.marker = gcpin::mark::Marker::new();
 }
