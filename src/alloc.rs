@@ -103,27 +103,8 @@ fn malloc_large(h: &Heap, size: usize, noscan: bool) -> Result<usize, AllocFail>
     // in the runtime.
     unsafe {
         (*s).alloc[0].store(1, Relaxed);
-        h.note_allocated(npages * PAGE_SIZE);
+        h.pacer.note_allocated(npages * PAGE_SIZE);
         Ok((*s).base)
-    }
-}
-
-impl Heap {
-    /// Counts `bytes` towards the next collection's trigger.
-    #[inline]
-    pub fn note_allocated(&self, bytes: usize) {
-        let live = self.heap_live.fetch_add(bytes, Relaxed) + bytes;
-        if live >= self.next_gc.load(Relaxed) && !self.gc_wanted.load(Relaxed) {
-            self.gc_wanted.store(true, Relaxed);
-        }
-    }
-
-    /// Takes `bytes` freed explicitly off the count towards the next trigger
-    /// (for memory that is counted again when a refill or a large allocation
-    /// reserves it).
-    #[inline]
-    pub fn note_freed(&self, bytes: usize) {
-        let _ = self.heap_live.fetch_update(Relaxed, Relaxed, |live| Some(live.saturating_sub(bytes)));
     }
 }
 
@@ -191,7 +172,7 @@ pub fn free(g: &InRuntime, h: &Heap, s: *mut Span, idx: usize) -> Freed {
     }
     h.links.drop_inside(base, base + elemsize);
     if spc >> 1 == 0 {
-        h.note_freed(elemsize);
+        h.pacer.note_freed(elemsize);
         let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: a large span holds only this object, which we clear; large
         // spans are in no mcache or partial set; we are inside the runtime
@@ -222,7 +203,7 @@ pub fn free(g: &InRuntime, h: &Heap, s: *mut Span, idx: usize) -> Freed {
         (*s).alloc[idx / 64].fetch_and(!(1u64 << (idx % 64)), Relaxed);
         (*s).needzero = true;
         drop(central);
-        h.note_freed(elemsize);
+        h.pacer.note_freed(elemsize);
         if was_full {
             // A full span is in no list; now it has a free slot. If the set
             // has no room, the slot waits for the sweep.

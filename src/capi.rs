@@ -110,7 +110,7 @@ fn set_errno(e: i32) {
 #[inline(always)]
 fn alloc_fast(size: usize, noscan: bool) -> *mut c_void {
     let Some((h, g)) = fast_path_enter() else { return std::ptr::null_mut() };
-    if h.config.stress != 0 || h.gc_wanted.load(std::sync::atomic::Ordering::Relaxed) {
+    if h.config.stress != 0 || h.pacer.gc_wanted.load(std::sync::atomic::Ordering::Relaxed) {
         return std::ptr::null_mut();
     }
     crate::alloc::malloc_fast(&g, size, noscan) as *mut c_void
@@ -153,7 +153,7 @@ fn alloc_entry(size: usize, noscan: bool) -> *mut c_void {
         };
         match r {
             Ok(a) => {
-                if h.gc_wanted.load(std::sync::atomic::Ordering::Relaxed) {
+                if h.pacer.gc_wanted.load(std::sync::atomic::Ordering::Relaxed) {
                     let a = std::hint::black_box(a); // keep it visible to the scan
                     gc::collect_if_wanted(h);
                     return std::hint::black_box(a) as *mut c_void;

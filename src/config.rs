@@ -18,9 +18,6 @@
 //! for itself). A fault signal would turn a real segfault into a spin, and
 //! SIGTERM or SIGINT would stop killing the process.
 
-/// Minimum heap size before the first automatic collection [Go: heapMinimum].
-pub const MIN_HEAP: usize = 4 << 20;
-
 /// Address space reserved for the arena without `GCPIN_MAX_HEAP`: far more than
 /// the memory of any machine gcpin runs on, so the heap is limited by memory,
 /// not by the reservation (which costs address space only: pages are

@@ -24,6 +24,7 @@ use crate::heap::Heap;
 use crate::mark;
 use crate::pinner;
 use crate::os;
+use crate::pacer::{self, release_budget, Release};
 use crate::roots;
 use crate::sizeclass::PAGE_SIZE;
 use crate::stats::gc_stats;
@@ -41,26 +42,6 @@ pub struct CycleReport {
     pub pause_ns: u64,
     pub next_gc: usize,
 }
-
-/// How much of the surplus of free pages a cycle gives back to the OS.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Release {
-    /// Everything above what the heap may grow to before the next cycle: after
-    /// `gc_collect` (the program asked, as with Go's `debug.FreeOSMemory`) and
-    /// before failing an allocation at the heap limit.
-    All,
-    /// At most `RELEASE_BYTES_PER_SEC` for each second since the previous
-    /// cycle: after collections the allocator triggered.
-    Paced,
-}
-
-/// The pace of release after automatic cycles [Go: the background scavenger,
-/// paced to a small share of one CPU]. A heap that swings between cycles keeps
-/// its pages instead of faulting them in again a few milliseconds later (on
-/// GCBench, which drops a 134 MiB tree and then grows to 76 MiB again, an
-/// unpaced release cost 36k page faults: 103k instead of 67k); memory freed by
-/// a spike still goes back within seconds of a program that keeps collecting.
-const RELEASE_BYTES_PER_SEC: u64 = 64 << 20;
 
 /// Runs one full collection, unless one that started after this call has
 /// completed meanwhile (while we waited for the world lock: two cycles ended,
@@ -82,8 +63,8 @@ pub fn collect_stress(h: &Heap) -> bool {
 
 /// Collects if an allocation asked for it and no other thread did it meanwhile.
 pub fn collect_if_wanted(h: &Heap) {
-    if h.gc_wanted.load(Relaxed) {
-        collect_when(h, Release::Paced, || h.heap_live.load(Relaxed) >= h.next_gc.load(Relaxed));
+    if h.pacer.gc_wanted.load(Relaxed) {
+        collect_when(h, Release::Paced, || h.pacer.trigger_reached());
     }
 }
 
@@ -165,15 +146,10 @@ fn stopped_part(h: &Heap, w: &mut threads::World, me: *mut ThreadState, release:
     });
     let swept = sweep::sweep(h, &mut pa);
     let live = swept.live_bytes;
-    let next_gc = h.goal_after(live);
-    h.heap_live.store(live, Relaxed);
-    h.next_gc.store(next_gc, Relaxed);
-    h.gc_wanted.store(false, Relaxed);
+    let next_gc = h.pacer.end_cycle(live);
     // Keep committed what the heap may grow to before the next cycle, plus an
     // eighth; the rest of the free pages go back to the OS after the restart.
-    let in_use = pa.in_use * PAGE_SIZE;
-    let target = if next_gc == usize::MAX { in_use } else { next_gc.max(in_use) };
-    let retain = target.saturating_add(target / 8).max(crate::config::MIN_HEAP);
+    let retain = pacer::retain_after(pa.in_use * PAGE_SIZE, next_gc);
     let now = os::nanotime();
     let budget = release_budget(release, now.saturating_sub(pa.scavenged_at_ns));
     pa.scavenged_at_ns = now;
@@ -187,7 +163,7 @@ fn stopped_part(h: &Heap, w: &mut threads::World, me: *mut ThreadState, release:
     // thread's latency, not the others' pause.
     let pause_ns = os::nanotime() - t0;
     start_the_world();
-    h.stats.record_cycle(pause_ns, next_gc, swept.allocated_since_last);
+    h.stats.record_cycle(pause_ns, swept.allocated_since_last);
     let report = CycleReport {
         heap_before,
         heap_after,
@@ -199,17 +175,6 @@ fn stopped_part(h: &Heap, w: &mut threads::World, me: *mut ThreadState, release:
         next_gc,
     };
     Paused { report, retain, budget }
-}
-
-/// The most a cycle may release, `elapsed_ns` after the previous one.
-fn release_budget(release: Release, elapsed_ns: u64) -> usize {
-    match release {
-        Release::All => usize::MAX,
-        Release::Paced => {
-            let bytes = elapsed_ns as u128 * RELEASE_BYTES_PER_SEC as u128 / 1_000_000_000;
-            bytes.min(usize::MAX as u128) as usize
-        }
-    }
 }
 
 fn after_cycle(h: &Heap, r: &CycleReport) {
@@ -286,22 +251,7 @@ pub fn read_stats(h: &Heap) -> gc_stats {
     out.pause_total_ns = s.pause_total_ns.load(Relaxed);
     out.last_pause_ns = s.last_pause_ns.load(Relaxed);
     out.max_pause_ns = s.max_pause_ns.load(Relaxed);
-    out.next_gc_bytes = s.next_gc.load(Relaxed);
+    let next = h.pacer.next_gc.load(Relaxed);
+    out.next_gc_bytes = if next == usize::MAX { u64::MAX } else { next as u64 };
     out
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paced_release_grows_with_the_time_between_cycles() {
-        let mib = 1usize << 20;
-        assert_eq!(release_budget(Release::Paced, 0), 0);
-        // 5 ms between cycles: 0.32 MiB at 64 MiB/s.
-        assert_eq!(release_budget(Release::Paced, 5_000_000), 64 * mib / 200);
-        assert_eq!(release_budget(Release::Paced, 1_000_000_000), 64 * mib);
-        // A program that collected last long ago may release everything.
-        assert_eq!(release_budget(Release::Paced, u64::MAX), (u64::MAX as u128 * (64 << 20) / 1_000_000_000) as usize);
-        assert_eq!(release_budget(Release::All, 0), usize::MAX);
-    }
 }

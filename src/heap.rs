@@ -19,10 +19,11 @@
 //!   that can be stopped while holding it), or by the collector while the world
 //!   is stopped.
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 
-use crate::config::{Config, MIN_HEAP};
+use crate::config::Config;
+use crate::pacer::Pacer;
 use crate::finq::FinalizerQueue;
 use crate::fixalloc::FixAlloc;
 use crate::links::LinkTable;
@@ -59,13 +60,8 @@ pub struct Heap {
     pub config: Config,
     /// The collection lock and the registry of threads (see `threads`).
     pub world: WorldLock<World>,
-    /// Bytes allocated or reserved by mcaches since the last collection, plus
-    /// what survived it: compared against `next_gc` to trigger a collection.
-    pub heap_live: AtomicUsize,
-    pub next_gc: AtomicUsize,
-    /// Set when an allocation crossed `next_gc`; the allocating thread collects
-    /// once it is outside the runtime.
-    pub gc_wanted: AtomicBool,
+    /// When the next collection starts.
+    pub pacer: Pacer,
     pub stats: Stats,
     pub roots: RootSet,
     pub finq: FinalizerQueue,
@@ -119,7 +115,7 @@ fn heap_slow() -> &'static Heap {
             const { assert!(std::mem::align_of::<Heap>() <= 4096) };
             // SAFETY: a fresh private mapping, page-aligned (enough for Heap)
             // and large enough; published only once written.
-            unsafe { mem.write(Heap::new()) };
+            unsafe { mem.write(Heap::new(Config::from_env())) };
             HEAP.store(mem, Release);
             // SAFETY: just written; never freed or moved.
             unsafe { &*mem }
@@ -140,8 +136,9 @@ pub fn heap_if_exists() -> Option<&'static Heap> {
 }
 
 impl Heap {
-    fn new() -> Heap {
-        let config = Config::from_env();
+    /// A heap configured by `config`. The process's heap is made once, from
+    /// the environment (`heap()`); tests make their own.
+    pub fn new(config: Config) -> Heap {
         let mut size = config.arena_bytes;
         let (lo, size) = loop {
             if let Some(base) = os::reserve_arena(size + PAGE_SIZE) {
@@ -168,18 +165,15 @@ impl Heap {
         let table = os::reserve(npages * std::mem::size_of::<AtomicUsize>())
             .unwrap_or_else(|| os::throw("cannot reserve the page table")) as *const AtomicUsize;
         let pages = PageAlloc::new(npages).unwrap_or_else(|| os::throw("cannot reserve the page bitmaps"));
-        let next_gc = MIN_HEAP;
-        let h = Heap {
+        Heap {
             arena_lo: lo,
             arena_size: size,
             table,
             pages: Mutex::new(pages),
             central: [const { Mcentral::new() }; NUM_SPAN_CLASSES],
+            pacer: Pacer::new(config.gc_percent),
             config,
             world: WorldLock::new(World::new()),
-            heap_live: AtomicUsize::new(0),
-            next_gc: AtomicUsize::new(next_gc),
-            gc_wanted: AtomicBool::new(false),
             stats: Stats::new(),
             roots: RootSet::new(),
             finq: FinalizerQueue::new(),
@@ -187,9 +181,7 @@ impl Heap {
             links: LinkTable::new(),
             gc_disabled: AtomicUsize::new(0),
             max_heap_bytes: AtomicUsize::new(usize::MAX),
-        };
-        h.stats.next_gc.store(next_gc as u64, Relaxed);
-        h
+        }
     }
 
     /// Whether `addr` lies in the arena.
@@ -313,14 +305,6 @@ impl Heap {
     /// released.
     pub fn scavenge(&self, pa: &mut PageAlloc, retain_bytes: usize, max_bytes: usize) -> usize {
         pa.scavenge(retain_bytes.div_ceil(PAGE_SIZE), max_bytes / PAGE_SIZE, self.arena_lo) * PAGE_SIZE
-    }
-
-    /// The trigger after a collection left `live` bytes.
-    pub fn goal_after(&self, live: usize) -> usize {
-        match self.config.gc_percent {
-            Some(pct) => live.saturating_add(live / 100 * pct as usize).max(MIN_HEAP),
-            None => usize::MAX,
-        }
     }
 
     /// Checks the page-level invariants listed at the top of this file. Aborts on

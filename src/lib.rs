@@ -62,6 +62,7 @@ pub mod mark;
 pub mod mcache;
 pub mod mcentral;
 pub mod os;
+pub mod pacer;
 pub mod pagealloc;
 pub mod pinbits;
 pub mod pinner;

@@ -124,7 +124,7 @@ impl Mcache {
             }
             let (w, free) = first.unwrap_or_else(|| crate::os::throw("heap corruption: a partial span has no free slot"));
             self.entries[spc] = CacheEntry { span: s, free, word: w as u32 };
-            h.note_allocated(free_slots * (*s).elemsize);
+            h.pacer.note_allocated(free_slots * (*s).elemsize);
         }
         Ok(())
     }

@@ -46,7 +46,6 @@ pub struct Stats {
     pub pause_total_ns: AtomicU64,
     pub last_pause_ns: AtomicU64,
     pub max_pause_ns: AtomicU64,
-    pub next_gc: AtomicU64,
     /// Bytes allocated up to the last sweep.
     pub total_alloc_swept: AtomicU64,
 }
@@ -58,18 +57,16 @@ impl Stats {
             pause_total_ns: AtomicU64::new(0),
             last_pause_ns: AtomicU64::new(0),
             max_pause_ns: AtomicU64::new(0),
-            next_gc: AtomicU64::new(0),
             total_alloc_swept: AtomicU64::new(0),
         }
     }
 
     /// Records a finished cycle (called by the collector, world lock held).
-    pub fn record_cycle(&self, pause_ns: u64, next_gc: usize, allocated: usize) {
+    pub fn record_cycle(&self, pause_ns: u64, allocated: usize) {
         self.num_gc.fetch_add(1, Relaxed);
         self.pause_total_ns.fetch_add(pause_ns, Relaxed);
         self.last_pause_ns.store(pause_ns, Relaxed);
         self.max_pause_ns.fetch_max(pause_ns, Relaxed);
-        self.next_gc.store(if next_gc == usize::MAX { u64::MAX } else { next_gc as u64 }, Relaxed);
         self.total_alloc_swept.fetch_add(allocated as u64, Relaxed);
     }
 }
