@@ -12,6 +12,7 @@
 use std::sync::atomic::Ordering::*;
 
 use crate::heap::{AllocFail, Heap};
+use crate::links::LinkTable;
 use crate::pinner;
 use crate::sizeclass::{self, MAX_SMALL_SIZE};
 use crate::sizeclass::PAGE_SIZE;
@@ -142,7 +143,7 @@ pub enum Freed {
 /// Inside the runtime: no collection runs meanwhile (the collector waits for
 /// this thread to leave), so alloc bits, spans and lists are not swept under us.
 /// The object is allocated (the caller classified the pointer).
-pub fn free(g: &InRuntime, h: &Heap, s: *mut Span, idx: usize) -> Freed {
+pub fn free(g: &InRuntime, h: &Heap, links: &LinkTable, s: *mut Span, idx: usize) -> Freed {
     // SAFETY: `s` is an in-use span holding allocated object `idx` (contract).
     let (base, elemsize, spc) = unsafe { ((*s).object_base(idx), (*s).elemsize, (*s).spanclass as usize) };
     {
@@ -170,7 +171,7 @@ pub fn free(g: &InRuntime, h: &Heap, s: *mut Span, idx: usize) -> Freed {
             chain = next;
         }
     }
-    h.links.drop_inside(base, base + elemsize);
+    links.drop_inside(base, base + elemsize);
     if spc >> 1 == 0 {
         h.pacer.note_freed(elemsize);
         let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());

@@ -20,7 +20,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::alloc::{malloc, zero_base};
 use crate::finalizer;
 use crate::gc;
-use crate::heap::{heap, AllocFail, Heap};
+use crate::heap::{AllocFail, Heap};
+use crate::runtime::{runtime as heap, Runtime};
 use crate::pinner::{self, gc_leak_fn, gc_pinner, CheckError, PinError, Target};
 use crate::stats::gc_stats;
 use crate::threads::{self, InRuntime, Refusal, ThreadState};
@@ -75,7 +76,7 @@ impl From<Refusal> for gc_status {
 /// (with errno set: EDEADLK for a refused re-entry from a signal handler,
 /// ENOMEM when the thread cannot be registered) when the call must do nothing.
 fn api_thread_or_errno() -> Option<*mut ThreadState> {
-    match threads::enter_api() {
+    match heap().enter_api() {
         Ok(ts) => Some(ts),
         Err(r) => {
             set_errno(if r == Refusal::Reentered { libc::EDEADLK } else { libc::ENOMEM });
@@ -120,8 +121,8 @@ fn alloc_fast(size: usize, noscan: bool) -> *mut c_void {
 /// thread inside the runtime, if it is registered. None sends the caller to
 /// its guarded path, which makes the heap or registers the thread.
 #[inline(always)]
-fn fast_path_enter() -> Option<(&'static Heap, InRuntime)> {
-    let h = crate::heap::heap_if_exists()?;
+fn fast_path_enter() -> Option<(&'static Runtime, InRuntime)> {
+    let h = crate::runtime::runtime_if_exists()?;
     let ts = threads::current();
     if ts.is_null() || threads::reentered(ts) {
         return None;
@@ -234,7 +235,7 @@ pub extern "C" fn gc_strerror(status: u32) -> *const c_char {
 
 #[inline]
 fn pin_entry(pinner: *mut gc_pinner, ptrs: &[usize]) -> gc_status {
-    let ts = match threads::enter_api() {
+    let ts = match heap().enter_api() {
         Ok(ts) => ts,
         Err(r) => return r.into(),
     };
@@ -248,7 +249,7 @@ fn pin_entry(pinner: *mut gc_pinner, ptrs: &[usize]) -> gc_status {
             if fresh {
                 // A new inner pinner: its leak finalizer needs the finalizer
                 // thread, and its allocation may have crossed the trigger.
-                crate::finalizer::ensure_thread(h);
+                h.ensure_finalizer_thread();
                 gc::collect_if_wanted(h);
             }
             GC_OK
@@ -302,7 +303,7 @@ fn pin_attempt(ts: *mut ThreadState, h: &Heap, pinner: *mut gc_pinner, ptrs: &[u
 /// collector does not scan) is a root meanwhile.
 #[cold]
 #[inline(never)]
-fn pin_after_collecting(ts: *mut ThreadState, h: &Heap, pinner: *mut gc_pinner, ptrs: &[usize]) -> Result<bool, PinError> {
+fn pin_after_collecting(ts: *mut ThreadState, h: &'static Runtime, pinner: *mut gc_pinner, ptrs: &[usize]) -> Result<bool, PinError> {
     let (lo, len) = (ptrs.as_ptr() as usize, std::mem::size_of_val(ptrs));
     let added = {
         let _g = InRuntime::enter(ts);
@@ -386,7 +387,7 @@ pub extern "C" fn is_pinned(ptr: *const c_void) -> bool {
     // bounds-checked by `span_of`, the pin-word index masked), so it needs no
     // panic boundary. Without a heap there is no GC object: everything else
     // counts as pinned, NULL as not.
-    match crate::heap::heap_if_exists() {
+    match crate::runtime::runtime_if_exists() {
         Some(h) => pinner::is_pinned(h, ptr as usize),
         None => !ptr.is_null(),
     }
@@ -432,7 +433,7 @@ pub extern "C" fn gc_set_finalizer(obj: *mut c_void, f: gc_finalizer_fn, arg: *m
         if obj.is_null() {
             return GC_ERR_NULL;
         }
-        let ts = match threads::enter_api() {
+        let ts = match heap().enter_api() {
             Ok(ts) => ts,
             Err(r) => return r.into(),
         };
@@ -450,7 +451,7 @@ pub extern "C" fn gc_set_finalizer(obj: *mut c_void, f: gc_finalizer_fn, arg: *m
         match r {
             Ok(()) => {
                 if f.is_some() {
-                    crate::finalizer::ensure_thread(h);
+                    h.ensure_finalizer_thread();
                 }
                 GC_OK
             }
@@ -466,7 +467,7 @@ pub extern "C" fn gc_run_finalizers() -> usize {
         if api_thread_or_errno().is_none() {
             return 0;
         }
-        finalizer::run_queued(heap(), usize::MAX)
+        heap().run_finalizers(usize::MAX)
     })
 }
 
@@ -474,7 +475,7 @@ fn roots_entry(start: *const c_void, len: usize, add: bool) -> gc_status {
     if start.is_null() {
         return GC_ERR_NULL;
     }
-    let ts = match threads::enter_api() {
+    let ts = match heap().enter_api() {
         Ok(ts) => ts,
         Err(r) => return r.into(),
     };
@@ -514,7 +515,7 @@ pub extern "C" fn gc_remove_roots(start: *const c_void, len: usize) -> gc_status
 #[no_mangle]
 pub extern "C" fn gc_thread_register() -> gc_status {
     ffi_boundary!(GC_ERR_THREAD, {
-        match threads::register() {
+        match heap().current_or_register() {
             Some(_) => GC_OK,
             None => GC_ERR_THREAD,
         }
@@ -549,7 +550,7 @@ pub extern "C" fn gc_check_pointer(ptr: *const c_void) -> gc_status {
         if ptr.is_null() {
             return GC_ERR_NULL;
         }
-        let ts = match threads::enter_api() {
+        let ts = match heap().enter_api() {
             Ok(ts) => ts,
             Err(r) => return r.into(),
         };
@@ -583,7 +584,7 @@ pub extern "C" fn gc_get_stats(out: *mut gc_stats) {
 #[no_mangle]
 pub extern "C" fn gc_verify_heap() -> gc_status {
     ffi_boundary!(GC_ERR_INVALID, {
-        if let Err(r) = threads::enter_api() {
+        if let Err(r) = heap().enter_api() {
             return r.into();
         }
         match gc::with_world_stopped(heap(), verify::verify) {

@@ -20,20 +20,21 @@ use crate::heap::Heap;
 use crate::os;
 use crate::span::Span;
 use crate::specials::{free_special, new_special, FinalizerFn, KIND_FINALIZER};
-use crate::threads::{self, InRuntime};
+use crate::threads::{self, InRuntime, World};
+use crate::worldlock::WorldLock;
 
 /// Starts the finalizer thread if it is not running. Outside the runtime.
-pub fn ensure_thread(h: &'static Heap) {
+pub fn ensure_thread(h: &'static Heap, world: &'static WorldLock<World>) {
     if !h.finq.claim_thread() {
         return;
     }
     let spawned = std::thread::Builder::new().name("gcpin-finalizer".into()).spawn(move || {
-        if threads::register().is_none() {
+        if threads::register(h, world).is_none() {
             return;
         }
         loop {
             let seq = h.finq.seq().load(Acquire);
-            if h.finq.on_demand.load(Acquire) || run_queued(h, usize::MAX) == 0 {
+            if h.finq.on_demand.load(Acquire) || run_queued(h, world, usize::MAX) == 0 {
                 os::futex_wait(h.finq.seq(), seq, None);
             }
         }
@@ -53,8 +54,8 @@ pub fn ensure_thread(h: &'static Heap) {
 /// one stale word would keep the last finalized object, and all it reaches,
 /// alive for good. The finalizer thread, which only waits between batches,
 /// would otherwise do that every time.
-pub fn run_queued(h: &Heap, max: usize) -> usize {
-    let ran = run_queued_here(h, max);
+pub fn run_queued(h: &'static Heap, world: &'static WorldLock<World>, max: usize) -> usize {
+    let ran = run_queued_here(h, world, max);
     if ran > 0 {
         scrub_stack();
     }
@@ -70,8 +71,8 @@ fn scrub_stack() {
 }
 
 #[inline(never)]
-fn run_queued_here(h: &Heap, max: usize) -> usize {
-    let Some(ts) = threads::current_or_register() else { return 0 };
+fn run_queued_here(h: &'static Heap, world: &'static WorldLock<World>, max: usize) -> usize {
+    let Some(ts) = threads::current_or_register(h, world) else { return 0 };
     let mut ran = 0;
     while ran < max {
         // Pop the record and copy the object's address out of it without leaving

@@ -21,6 +21,7 @@
 use std::sync::atomic::Ordering::*;
 
 use crate::heap::Heap;
+use crate::runtime::Runtime;
 use crate::mark;
 use crate::pinner;
 use crate::os;
@@ -29,7 +30,8 @@ use crate::roots;
 use crate::sizeclass::PAGE_SIZE;
 use crate::stats::gc_stats;
 use crate::sweep;
-use crate::threads::{self, lock_world, start_the_world, stop_the_world, ThreadState};
+use crate::threads::{self, start_the_world, stop_the_world, ThreadState, World};
+use crate::worldlock::WorldGuard;
 
 /// What one cycle did, for the trace and the statistics.
 pub struct CycleReport {
@@ -48,7 +50,7 @@ pub struct CycleReport {
 /// so the second began after we asked), and gives all surplus pages back to
 /// the OS. The caller is outside the runtime. Returns false only if the calling
 /// thread could not be registered.
-pub fn collect(h: &Heap) -> bool {
+pub fn collect(h: &'static Runtime) -> bool {
     let before = h.stats.num_gc.load(Relaxed);
     collect_when(h, Release::All, || h.stats.num_gc.load(Relaxed) - before < 2)
 }
@@ -56,13 +58,13 @@ pub fn collect(h: &Heap) -> bool {
 /// A stress collection: any cycle completed while waiting will do (stress only
 /// needs collections to happen often), and release is paced as for automatic
 /// ones.
-pub fn collect_stress(h: &Heap) -> bool {
+pub fn collect_stress(h: &'static Runtime) -> bool {
     let before = h.stats.num_gc.load(Relaxed);
     collect_when(h, Release::Paced, || h.stats.num_gc.load(Relaxed) == before)
 }
 
 /// Collects if an allocation asked for it and no other thread did it meanwhile.
-pub fn collect_if_wanted(h: &Heap) {
+pub fn collect_if_wanted(h: &'static Runtime) {
     if h.pacer.gc_wanted.load(Relaxed) {
         collect_when(h, Release::Paced, || h.pacer.trigger_reached());
     }
@@ -74,9 +76,9 @@ pub fn collect_if_wanted(h: &Heap) {
 /// the count and then took and let go of the world lock knows that no cycle
 /// runs until the count drops). Returns false only if the calling thread could
 /// not be registered.
-fn collect_when(h: &Heap, release: Release, still_needed: impl FnOnce() -> bool) -> bool {
-    let Some(me) = threads::current_or_register() else { return false };
-    let mut w = lock_world(h);
+fn collect_when(h: &'static Runtime, release: Release, still_needed: impl FnOnce() -> bool) -> bool {
+    let Some(me) = h.current_or_register() else { return false };
+    let mut w = h.lock_world();
     if h.gc_disabled.load(Relaxed) > 0 || !still_needed() {
         return true;
     }
@@ -91,7 +93,7 @@ fn collect_when(h: &Heap, release: Release, still_needed: impl FnOnce() -> bool)
 /// allocate from the heap or wait for another thread.
 pub static START_CALLBACK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-fn cycle(h: &Heap, w: &mut threads::World, me: *mut ThreadState, release: Release) -> CycleReport {
+fn cycle(h: &Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadState, release: Release) -> CycleReport {
     let f = START_CALLBACK.load(Acquire);
     if f != 0 {
         // SAFETY: only `extern "C" fn()` values are stored (libgc::GC_set_start_callback).
@@ -103,7 +105,7 @@ fn cycle(h: &Heap, w: &mut threads::World, me: *mut ThreadState, release: Releas
     // With the world running again (we still hold the world lock, so no one can
     // stop us while we hold the page lock), release surplus pages in steps of
     // at most 8 MiB so allocating threads wait for the page lock only briefly.
-    w.marker.release_memory();
+    h.marker(w).release_memory();
     let mut released = 0;
     while released < paused.budget {
         let ask = (paused.budget - released).min(8 << 20);
@@ -126,7 +128,7 @@ struct Paused {
 }
 
 /// Steps 2 to 6: stop the world, mark, sweep, pace, restart.
-fn stopped_part(h: &Heap, w: &mut threads::World, me: *mut ThreadState, release: Release, loaded: &roots::LoadedObjects) -> Paused {
+fn stopped_part(h: &Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadState, release: Release, loaded: &roots::LoadedObjects) -> Paused {
     let t0 = os::nanotime();
     stop_the_world(w, me);
     for &t in w.threads.iter() {
@@ -139,12 +141,12 @@ fn stopped_part(h: &Heap, w: &mut threads::World, me: *mut ThreadState, release:
     }
     let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
     let heap_before = pa.in_use * PAGE_SIZE;
-    let threads::World { threads, forked_away, marker } = w;
+    let marker = h.marker(w);
     threads::with_spilled_registers(|sp| {
-        let all = mark::Threads { registered: threads, forked_away };
+        let all = mark::Threads { registered: &w.threads, forked_away: &w.forked_away };
         mark::mark(h, marker, &all, me, sp, loaded, &pa);
     });
-    let swept = sweep::sweep(h, &mut pa);
+    let swept = sweep::sweep(h, &h.links, &mut pa);
     let live = swept.live_bytes;
     let next_gc = h.pacer.end_cycle(live);
     // Keep committed what the heap may grow to before the next cycle, plus an
@@ -177,14 +179,12 @@ fn stopped_part(h: &Heap, w: &mut threads::World, me: *mut ThreadState, release:
     Paused { report, retain, budget }
 }
 
-fn after_cycle(h: &Heap, r: &CycleReport) {
+fn after_cycle(h: &'static Runtime, r: &CycleReport) {
     if r.finalizers_queued > 0 {
         // The finalizer thread may not exist: in a forked child it is gone,
         // and finalizers set before the fork would otherwise wait for an
         // explicit gc_run_finalizers.
-        if let Some(hs) = crate::heap::heap_if_exists() {
-            crate::finalizer::ensure_thread(hs);
-        }
+        h.ensure_finalizer_thread();
         h.finq.wake();
         h.finq.notify();
     }
@@ -211,9 +211,9 @@ fn after_cycle(h: &Heap, r: &CycleReport) {
 /// Runs `f` with the world stopped (for statistics and the heap verifier): every
 /// other thread is parked outside the runtime, so spans, mcaches and lists are
 /// consistent. The caller is outside the runtime.
-pub fn with_world_stopped<R>(h: &Heap, f: impl FnOnce(&Heap, &threads::World, &mut crate::pagealloc::PageAlloc) -> R) -> Option<R> {
-    let me = threads::current_or_register()?;
-    let w = lock_world(h);
+pub fn with_world_stopped<R>(h: &'static Runtime, f: impl FnOnce(&Heap, &World, &mut crate::pagealloc::PageAlloc) -> R) -> Option<R> {
+    let me = h.current_or_register()?;
+    let w = h.lock_world();
     stop_the_world(&w, me);
     let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
     let r = f(h, &w, &mut pa);
@@ -225,7 +225,7 @@ pub fn with_world_stopped<R>(h: &Heap, f: impl FnOnce(&Heap, &threads::World, &m
 
 /// Gathers the statistics, stopping the world briefly for the heap figures.
 /// Outside the runtime.
-pub fn read_stats(h: &Heap) -> gc_stats {
+pub fn read_stats(h: &'static Runtime) -> gc_stats {
     let mut out = with_world_stopped(h, |h, _w, pa| {
         let mut st = gc_stats::default();
         let mut since = 0u64;

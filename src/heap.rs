@@ -19,14 +19,13 @@
 //!   that can be stopped while holding it), or by the collector while the world
 //!   is stopped.
 
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 
 use crate::config::Config;
 use crate::pacer::Pacer;
 use crate::finq::FinalizerQueue;
 use crate::fixalloc::FixAlloc;
-use crate::links::LinkTable;
 use crate::mcentral::Mcentral;
 use crate::os;
 use crate::pagealloc::{zero_dirty_pages, PageAlloc};
@@ -35,8 +34,6 @@ use crate::sizeclass::NUM_SPAN_CLASSES;
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::{Span, SPAN_FREE};
 use crate::stats::Stats;
-use crate::threads::World;
-use crate::worldlock::WorldLock;
 
 /// Why a span could not be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +47,10 @@ pub enum AllocFail {
 /// Off-heap storage for span records.
 pub static SPAN_POOL: FixAlloc = FixAlloc::new(std::mem::size_of::<Span>());
 
-/// The heap: everything the runtime shares between threads.
+/// The heap: the arena, its pages and spans, and the state every allocation
+/// reads (the pacer, the limit, the configuration); with the finalizer queue,
+/// the root ranges and the statistics. What names the layers above it (the
+/// registry of threads, the marker, the disappearing links) is in `Runtime`.
 pub struct Heap {
     pub arena_lo: usize,
     pub arena_size: usize,
@@ -58,16 +58,12 @@ pub struct Heap {
     pub pages: Mutex<PageAlloc>,
     pub central: [Mcentral; NUM_SPAN_CLASSES],
     pub config: Config,
-    /// The collection lock and the registry of threads (see `threads`).
-    pub world: WorldLock<World>,
     /// When the next collection starts.
     pub pacer: Pacer,
     pub stats: Stats,
     pub roots: RootSet,
     pub finq: FinalizerQueue,
     pub start_ns: u64,
-    /// Disappearing links (libgc's API), cleared by the sweep.
-    pub links: LinkTable,
     /// While nonzero no collection runs, explicit or automatic (libgc's
     /// `GC_disable`/`GC_enable` count; see `gc::collect_when`).
     pub gc_disabled: AtomicUsize,
@@ -82,58 +78,6 @@ pub struct Heap {
 unsafe impl Sync for Heap {}
 // SAFETY: as above.
 unsafe impl Send for Heap {}
-
-/// The process's heap. The `Heap` itself lives in a mapping of its own, never
-/// in this library's data segment: every cycle scans the data and bss of every
-/// loaded object — libgcpin's too, and when it is linked statically its statics
-/// sit among the program's own globals — and the heap's records hold span base
-/// addresses (the marker's span cache, the central lists), which are the
-/// addresses of the spans' first objects. Scanned, they kept such objects alive
-/// for ever. Only the address of the mapping (outside the arena) is here.
-static HEAP: AtomicPtr<Heap> = AtomicPtr::new(std::ptr::null_mut());
-/// Held while the heap is created, and by a forking thread across `fork()`, so
-/// that a child never inherits a half-made heap.
-pub static HEAP_INIT: Mutex<()> = Mutex::new(());
-
-/// The process's heap, created on first use.
-#[inline]
-pub fn heap() -> &'static Heap {
-    match heap_if_exists() {
-        Some(h) => h,
-        None => heap_slow(),
-    }
-}
-
-#[cold]
-fn heap_slow() -> &'static Heap {
-    let _g = HEAP_INIT.lock().unwrap_or_else(|e| e.into_inner());
-    let h = match heap_if_exists() {
-        Some(h) => h,
-        None => {
-            let mem = os::reserve(std::mem::size_of::<Heap>())
-                .unwrap_or_else(|| os::throw("cannot reserve memory for the heap's records")) as *mut Heap;
-            const { assert!(std::mem::align_of::<Heap>() <= 4096) };
-            // SAFETY: a fresh private mapping, page-aligned (enough for Heap)
-            // and large enough; published only once written.
-            unsafe { mem.write(Heap::new(Config::from_env())) };
-            HEAP.store(mem, Release);
-            // SAFETY: just written; never freed or moved.
-            unsafe { &*mem }
-        }
-    };
-    // Signal handler, thread key and fork handlers, also under the init lock.
-    crate::threads::setup(h);
-    h
-}
-
-/// The heap if it exists already (for paths that must not create it).
-#[inline]
-pub fn heap_if_exists() -> Option<&'static Heap> {
-    let p = HEAP.load(Acquire);
-    // SAFETY: a non-null HEAP is a fully written Heap that lives for the rest
-    // of the process.
-    (!p.is_null()).then(|| unsafe { &*p })
-}
 
 impl Heap {
     /// A heap configured by `config`. The process's heap is made once, from
@@ -173,12 +117,10 @@ impl Heap {
             central: [const { Mcentral::new() }; NUM_SPAN_CLASSES],
             pacer: Pacer::new(config.gc_percent),
             config,
-            world: WorldLock::new(World::new()),
             stats: Stats::new(),
             roots: RootSet::new(),
             finq: FinalizerQueue::new(),
             start_ns: os::nanotime(),
-            links: LinkTable::new(),
             gc_disabled: AtomicUsize::new(0),
             max_heap_bytes: AtomicUsize::new(usize::MAX),
         }

@@ -67,6 +67,7 @@ pub mod pagealloc;
 pub mod pinbits;
 pub mod pinner;
 pub mod roots;
+pub mod runtime;
 pub mod sizeclass;
 pub mod span;
 pub mod spanset;

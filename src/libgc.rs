@@ -24,7 +24,8 @@ use crate::alloc::{self, Freed};
 use crate::capi::{ffi_boundary, gc_alloc, gc_alloc_noscan};
 use crate::finalizer;
 use crate::gc;
-use crate::heap::{heap, heap_if_exists, Heap};
+use crate::heap::{Heap};
+use crate::runtime::{runtime as heap, runtime_if_exists as heap_if_exists, Runtime};
 use crate::links::LinkError;
 use crate::pinner::{self, PinError, Target};
 use crate::sizeclass::{CLASS_SIZE, MAX_SMALL_SIZE, NUM_CLASSES};
@@ -235,11 +236,11 @@ pub extern "C" fn GC_malloc_stubborn(bytes: usize) -> *mut c_void {
 /// and not a signal handler that interrupted it inside gcpin (such a call is
 /// refused: it would deadlock). None when the call must do nothing.
 fn api_thread() -> Option<*mut threads::ThreadState> {
-    threads::enter_api().ok()
+    heap().enter_api().ok()
 }
 
 /// The calling thread (see `api_thread`) inside the runtime, with the heap.
-fn enter() -> Option<(&'static Heap, InRuntime)> {
+fn enter() -> Option<(&'static Runtime, InRuntime)> {
     let ts = api_thread()?;
     Some((heap(), InRuntime::enter(ts)))
 }
@@ -337,7 +338,7 @@ fn free_inner(p: *mut c_void) {
         return;
     }
     let uncollectable = is_uncollectable(s, idx);
-    match alloc::free(&g, h, s, idx) {
+    match alloc::free(&g, h, &h.links, s, idx) {
         Freed::Pinned => {}
         Freed::Reused | Freed::AtSweep => {
             let gc_no = h.stats.num_gc.load(Relaxed);
@@ -664,7 +665,7 @@ pub extern "C" fn GC_disable() {
         // From a signal handler that interrupted its thread inside gcpin the
         // wait would deadlock: the count still holds off later cycles.
         if api_thread().is_some() {
-            drop(threads::lock_world(h));
+            drop(h.lock_world());
         }
     })
 }
@@ -1075,7 +1076,7 @@ fn register_finalizer(
         let old = finalizer::swap(s, idx, f, cd).ok()?;
         drop(g);
         if f.is_some() {
-            crate::finalizer::ensure_thread(h);
+            h.ensure_finalizer_thread();
         }
         old
     });
@@ -1126,7 +1127,7 @@ finalizer_entry_points! {
 #[no_mangle]
 pub extern "C" fn GC_invoke_finalizers() -> c_int {
     ffi_boundary!(0, {
-        finalizer::run_queued(heap(), usize::MAX).min(c_int::MAX as usize) as c_int
+        heap().run_finalizers(usize::MAX).min(c_int::MAX as usize) as c_int
     })
 }
 
@@ -1326,7 +1327,7 @@ struct StartInfo {
 }
 
 extern "C" fn thread_start(info: *mut c_void) -> *mut c_void {
-    let _ = ffi_boundary!(None, { threads::current_or_register() });
+    let _ = ffi_boundary!(None, { heap().current_or_register() });
     // SAFETY: `info` is the StartInfo GC_pthread_create made for us.
     let (start, arg) = unsafe {
         (
@@ -1454,7 +1455,7 @@ pub extern "C" fn GC_register_my_thread(_sb: *const GC_stack_base) -> c_int {
         return GC_DUPLICATE;
     }
     ffi_boundary!(GC_NO_MEMORY, {
-        match threads::register() {
+        match heap().current_or_register() {
             Some(_) => GC_SUCCESS,
             None => GC_NO_MEMORY,
         }

@@ -18,6 +18,7 @@
 use std::sync::atomic::Ordering::*;
 
 use crate::heap::Heap;
+use crate::links::LinkTable;
 use crate::pagealloc::PageAlloc;
 use crate::span::{MarkBits, Span};
 use crate::specials::KIND_FINALIZER;
@@ -32,12 +33,12 @@ pub struct SweepReport {
 }
 
 /// Sweeps the whole heap. World stopped, `pa` locked.
-pub fn sweep(h: &Heap, pa: &mut PageAlloc) -> SweepReport {
+pub fn sweep(h: &Heap, links: &LinkTable, pa: &mut PageAlloc) -> SweepReport {
     for c in &h.central {
         c.partial.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
     let mut r = SweepReport { live_bytes: 0, live_objects: 0, freed_spans: 0, finalizers_queued: 0, allocated_since_last: 0 };
-    h.links.clear_unmarked(h);
+    links.clear_unmarked(h);
     let high_water = pa.high_water;
     // SAFETY: the world is stopped: no thread allocates, pins or frees, and no
     // span is cached (the cycle emptied every mcache).
@@ -52,7 +53,7 @@ pub fn sweep(h: &Heap, pa: &mut PageAlloc) -> SweepReport {
             }
         });
     }
-    h.links.clear_freed(h);
+    links.clear_freed(h);
     r
 }
 

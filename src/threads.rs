@@ -35,13 +35,12 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicUsize, Ordering::*};
-use std::sync::{MutexGuard, Once};
+use std::sync::Once;
 
-use crate::heap::{heap, Heap};
-use crate::mark::Marker;
+use crate::heap::Heap;
 use crate::mcache::Mcache;
 use crate::os;
-use crate::worldlock::WorldGuard;
+use crate::worldlock::{WorldGuard, WorldLock};
 
 pub struct ThreadState {
     /// Set while the thread is inside the runtime (see the guard).
@@ -77,6 +76,10 @@ pub struct ThreadState {
     pub holds_world: AtomicBool,
     /// This record's index in `World::threads`; changed under the world lock.
     registry_index: Cell<usize>,
+    /// The heap and the world lock the thread is registered with (for its
+    /// unregistration at exit, from the thread key's destructor).
+    pub heap: &'static Heap,
+    pub world: &'static WorldLock<World>,
     pub mcache: UnsafeCell<Mcache>,
     /// A free inner pinner for reuse, or 0 [Go: p.pinnerCache]. Emptied by
     /// every collection: this memory is not scanned.
@@ -95,7 +98,6 @@ pub struct World {
     /// object (or a pinner, with its pins) that only such a thread held is
     /// kept, never freed or reported as leaked in the child.
     pub forked_away: Vec<*mut ThreadState>,
-    pub marker: Marker,
 }
 
 // SAFETY: the thread records are owned by the registry and only used under the
@@ -104,7 +106,7 @@ unsafe impl Send for World {}
 
 impl World {
     pub fn new() -> World {
-        World { threads: Vec::new(), forked_away: Vec::new(), marker: Marker::new() }
+        World { threads: Vec::new(), forked_away: Vec::new() }
     }
 
     /// Adds a record to the registry. O(1).
@@ -116,7 +118,7 @@ impl World {
 
     /// Removes a record from the registry. O(1): the last record takes its
     /// place.
-    fn remove(&mut self, ts: *mut ThreadState) {
+    pub fn remove(&mut self, ts: *mut ThreadState) {
         // SAFETY: records in the registry are live; we hold the lock.
         unsafe {
             let i = (*ts).registry_index.get();
@@ -275,14 +277,15 @@ pub fn current() -> *mut ThreadState {
     current_tls::get()
 }
 
-/// The calling thread's record, registering it first if needed.
+/// The calling thread's record, registering it first (with `h` and `world`)
+/// if needed.
 #[inline]
-pub fn current_or_register() -> Option<*mut ThreadState> {
+pub fn current_or_register(h: &'static Heap, world: &'static WorldLock<World>) -> Option<*mut ThreadState> {
     let t = current();
     if !t.is_null() {
         return Some(t);
     }
-    register()
+    register(h, world)
 }
 
 /// Why a gcpin call refused to run on the calling thread.
@@ -311,8 +314,8 @@ pub fn reentered(ts: *mut ThreadState) -> bool {
 /// if needed, and refuses a call from a signal handler that interrupted the
 /// thread inside gcpin.
 #[inline]
-pub fn enter_api() -> Result<*mut ThreadState, Refusal> {
-    let ts = current_or_register().ok_or(Refusal::Thread)?;
+pub fn enter_api(h: &'static Heap, world: &'static WorldLock<World>) -> Result<*mut ThreadState, Refusal> {
+    let ts = current_or_register(h, world).ok_or(Refusal::Thread)?;
     if reentered(ts) {
         return Err(Refusal::Reentered);
     }
@@ -368,7 +371,7 @@ fn deliver_deferred_stop(ts: *mut ThreadState) {
 
 /// Locks the world for the calling thread (whose `holds_world` the guard sets
 /// until it is dropped). Must be called outside the runtime.
-pub fn lock_world(h: &Heap) -> WorldGuard<'_, World> {
+pub fn lock_world(world: &WorldLock<World>) -> WorldGuard<'_, World> {
     debug_assert!({
         let t = current();
         // SAFETY: a non-null current() is this thread's live record.
@@ -377,7 +380,7 @@ pub fn lock_world(h: &Heap) -> WorldGuard<'_, World> {
     let t = current();
     // SAFETY: a non-null current() is this thread's live record, which
     // outlives the guard (unregistration drops its guard before freeing it).
-    h.world.lock(if t.is_null() { std::ptr::null() } else { unsafe { &(*t).holds_world } })
+    world.lock(if t.is_null() { std::ptr::null() } else { unsafe { &(*t).holds_world } })
 }
 
 extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
@@ -549,12 +552,15 @@ extern "C" fn thread_exit_destructor(p: *mut libc::c_void) {
     }
 }
 
-pub fn setup(h: &Heap) {
+/// Installs the suspend handler for signal `sig` and creates the thread key
+/// whose destructor unregisters exiting threads. Once, before any thread
+/// registers (the runtime's creation calls it).
+pub fn setup(sig: i32) {
     SETUP.call_once(|| {
         // SAFETY: one-time process setup inside Once: installs our handler for the
         // suspend signal and creates the key whose destructor unregisters threads.
         unsafe {
-            SIG_SUSPEND = h.config.sig_suspend;
+            SIG_SUSPEND = sig;
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = suspend_handler as *const () as usize;
             sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
@@ -575,15 +581,15 @@ pub fn setup(h: &Heap) {
     });
 }
 
-/// Registers the calling thread. Returns its record, or None when its stack
-/// bounds cannot be determined.
-pub fn register() -> Option<*mut ThreadState> {
+/// Registers the calling thread with heap `h` and the registry behind
+/// `world`. Returns its record, or None when its stack bounds cannot be
+/// determined. `setup` has run.
+pub fn register(h: &'static Heap, world: &'static WorldLock<World>) -> Option<*mut ThreadState> {
     let t = current();
     if !t.is_null() {
         return Some(t);
     }
-    let h = heap();
-    setup(h);
+    debug_assert!(SETUP.is_completed());
     let (lo, hi) = stack_bounds()?;
     let ts = Box::into_raw(Box::new(ThreadState {
         in_runtime: AtomicBool::new(false),
@@ -601,13 +607,15 @@ pub fn register() -> Option<*mut ThreadState> {
         tp: crate::tls::thread_pointer(),
         holds_world: AtomicBool::new(false),
         registry_index: Cell::new(usize::MAX),
+        heap: h,
+        world,
         mcache: UnsafeCell::new(Mcache::new()),
         pinner_cache: AtomicUsize::new(0),
         stress_left: Cell::new(0),
     }));
     {
         // SAFETY: our new record, live until unregistration.
-        let mut w = h.world.lock(unsafe { &(*ts).holds_world });
+        let mut w = world.lock(unsafe { &(*ts).holds_world });
         w.add(ts);
         // Publish before we can be signalled: the handler finds us through TLS.
         current_tls::set(ts);
@@ -620,7 +628,8 @@ pub fn register() -> Option<*mut ThreadState> {
 /// Unregisters `ts`, the calling thread's record: its cached spans go back to the
 /// central lists and the record is freed. Outside the runtime.
 pub fn unregister(ts: *mut ThreadState) {
-    let h = heap();
+    // SAFETY: `ts` is the caller's own live record.
+    let (h, world) = unsafe { ((*ts).heap, (*ts).world) };
     // A thread that left a signal handler by a program's siglongjmp (or was
     // unwound out of one) may still have the suspend signal blocked; until it
     // leaves the registry, collections must be able to stop it.
@@ -631,7 +640,7 @@ pub fn unregister(ts: *mut ThreadState) {
         libc::sigaddset(&mut set, SIG_SUSPEND);
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
-    let mut w = lock_world(h);
+    let mut w = lock_world(world);
     // SAFETY: `ts` is our own record; holding the world lock, no collector can be
     // reading our mcache.
     unsafe {
@@ -677,80 +686,9 @@ pub fn with_spilled_registers<R>(f: impl FnOnce(usize) -> R) -> R {
     r
 }
 
-// fork(): the child has only the forking thread. `prepare` stops the world so that
-// no other thread holds a runtime lock at the moment of the fork; the child then
-// drops every other thread from the registry.
-
-// The fork handlers are registered when the library is loaded (an .init_array
-// constructor), before any thread can be creating the heap: a fork in the middle
-// of that would leave the child a half-made heap and a held lock.
-#[used]
-#[link_section = ".init_array"]
-static REGISTER_FORK_HANDLERS: extern "C" fn() = register_fork_handlers;
-
-extern "C" fn register_fork_handlers() {
-    // SAFETY: registers three functions of ours; no other state is touched.
-    unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
-}
-
-static mut FORK_GUARD: Option<WorldGuard<'static, World>> = None;
-static mut FORK_INIT_GUARD: Option<MutexGuard<'static, ()>> = None;
-
-extern "C" fn fork_prepare() {
-    // Holding the init lock, no thread is halfway through creating the heap.
-    let init = crate::heap::HEAP_INIT.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: only the forking thread touches the FORK_* statics, between
-    // prepare and parent/child.
-    unsafe { *std::ptr::addr_of_mut!(FORK_INIT_GUARD) = Some(init) };
-    let Some(h) = crate::heap::heap_if_exists() else { return };
-    // The forking thread must be registered: in the child it is the only thread
-    // and will own the world.
-    let Some(me) = register() else { return };
-    let w = lock_world(h);
-    stop_the_world(&w, me);
-    // SAFETY: see above.
-    unsafe { *std::ptr::addr_of_mut!(FORK_GUARD) = Some(w) };
-}
-
-extern "C" fn fork_parent() {
-    // SAFETY: see fork_prepare.
-    unsafe {
-        if let Some(w) = (*std::ptr::addr_of_mut!(FORK_GUARD)).take() {
-            start_the_world();
-            drop(w);
-        }
-        drop((*std::ptr::addr_of_mut!(FORK_INIT_GUARD)).take());
-    }
-}
-
-extern "C" fn fork_child() {
-    // SAFETY: see fork_prepare. In the child only this thread exists.
-    if let Some(mut w) = unsafe { (*std::ptr::addr_of_mut!(FORK_GUARD)).take() } {
-        let me = current();
-        let h = heap();
-        let others: Vec<*mut ThreadState> = w.threads.iter().copied().filter(|&t| t != me).collect();
-        for &t in &others {
-            // SAFETY: the other threads do not exist in the child; their
-            // records stay (as `forked_away`, see World) with their spans
-            // back in the central lists and no cached pinner.
-            unsafe {
-                (*(*t).mcache.get()).release_all(h, false);
-                (*t).pinner_cache.store(0, Relaxed);
-            }
-            w.remove(t);
-        }
-        w.forked_away.extend(others);
-        // SAFETY: `me` is our record.
-        unsafe {
-            (*me).pthread = libc::pthread_self();
-            (*me).tid = os::gettid();
-        }
-        STOP_SEQ.fetch_add(1, SeqCst); // even again: the world runs
-        PARKED.store(0, SeqCst); // the parked threads do not exist here
-        h.finq.forget_thread();
-        drop(w);
-        h.world.forget_waiters();
-    }
-    // SAFETY: see fork_prepare.
-    drop(unsafe { (*std::ptr::addr_of_mut!(FORK_INIT_GUARD)).take() });
+/// In a forked child, where the threads the fork stopped do not exist: the
+/// world runs again and no thread is parked.
+pub fn forget_stopped_threads() {
+    STOP_SEQ.fetch_add(1, SeqCst); // even again: the world runs
+    PARKED.store(0, SeqCst);
 }

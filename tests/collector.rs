@@ -65,8 +65,9 @@ fn mark_stack_overflow_loses_nothing() {
         unsafe { *table.add(i) = build_list(5) };
     }
     {
-        let mut w = gcpin::heap::heap().world.lock(std::ptr::null());
-        w.marker = gcpin::mark::Marker::with_capacity(8);
+        let rt = gcpin::runtime::runtime();
+        let w = rt.lock_world();
+        *rt.marker(&w) = gcpin::mark::Marker::with_capacity(8);
     }
     gc_collect();
     gc_collect();
@@ -75,9 +76,10 @@ fn mark_stack_overflow_loses_nothing() {
         check_list(unsafe { *table.add(i) } as *mut Node, 5);
     }
     assert_eq!(gc_verify_heap(), gc_status::GC_OK);
-    let mut w = gcpin::heap::heap().world.lock(std::ptr::null());
-    assert!(w.marker.overflow_rescans > 0, "the test did not overflow the mark stack");
-    w.marker = gcpin::mark::Marker::new();
+    let rt = gcpin::runtime::runtime();
+    let w = rt.lock_world();
+    assert!(rt.marker(&w).overflow_rescans > 0, "the test did not overflow the mark stack");
+    *rt.marker(&w) = gcpin::mark::Marker::new();
 }
 
 static FINALIZED: AtomicUsize = AtomicUsize::new(0);
