@@ -53,6 +53,7 @@ pub mod config;
 pub mod finalizer;
 pub mod finq;
 pub mod fixalloc;
+pub mod free;
 pub mod gc;
 pub mod heap;
 /// cbindgen:ignore

@@ -20,7 +20,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 
-use crate::alloc::{self, Freed};
+use crate::free::Freed;
 use crate::capi::{ffi_boundary, gc_alloc, gc_alloc_noscan};
 use crate::finalizer;
 use crate::gc;
@@ -338,7 +338,7 @@ fn free_inner(p: *mut c_void) {
         return;
     }
     let uncollectable = is_uncollectable(s, idx);
-    match alloc::free(&g, h, &h.links, s, idx) {
+    match crate::free::free(&g, h, &h.links, s, idx) {
         Freed::Pinned => {}
         Freed::Reused | Freed::AtSweep => {
             let gc_no = h.stats.num_gc.load(Relaxed);
