@@ -2,47 +2,77 @@
 //!
 //! How the parts fit together (one file per concept, Go's names in brackets):
 //!
-//! - `os`: address-space reservation, page release, futexes; the only
-//!   platform-specific layer.
-//! - `heap` [mheap]: one arena reserved at start, cut into 8 KiB pages; a page
-//!   allocator (first fit over a bitmap, dirty pages tracked and released with
-//!   `madvise`) and a flat page→span table.
-//! - `span` [mspan]: a run of pages holding objects of one span class, with alloc
-//!   bits, mark bits (bitvec), lazily allocated pin bits and a list of `specials`.
+//! - `os`: address-space reservation, page release, futexes, mapped-memory
+//!   checks; the only platform-specific layer (with `tls`).
 //! - `sizeclass`: Go's size classes without 8 and 24 bytes (all 16-byte
-//!   multiples), object index by multiplication.
+//!   multiples), object index by multiplication; the page size.
+//! - `pagealloc` [mpagealloc]: which pages of the arena are used, which free
+//!   ones hold data; first fit over a bitmap, release with `madvise`.
+//! - `heap` [mheap]: the arena reserved at start, cut into 8 KiB pages, the
+//!   flat page→span table, span allocation and freeing, the central lists.
+//! - `span` [mspan]: a run of pages holding objects of one span class, with alloc
+//!   bits, mark bits (bitvec), lazily allocated pin bits (`pinbits`) and a list
+//!   of `specials`.
 //! - `mcache` [mcache]: per thread, one span per span class; the allocation fast
 //!   path is a count-trailing-zeros over a cached word of free bits.
 //! - `mcentral`, `spanset` [mcentral, spanSet]: per span class, the spans with free
 //!   slots, in sets whose blocks come from a lock-free pool.
-//! - `alloc` [mallocgc]: size to object, small or large.
-//! - `threads`: registration, the in-runtime guard, signal-based stop-the-world.
+//! - `alloc` [mallocgc]: size to object, small or large; `free`: libgc's
+//!   explicit free.
+//! - `pacer` [mgcpacer]: the live-heap count, the one goal (`next_gc`), the
+//!   trigger and the pace of releasing memory.
+//! - `worldlock`, `threads`: the fair lock around the registry of threads;
+//!   registration, the in-runtime guard, signal-based stop-the-world.
 //! - `tls`: the `__thread` blocks of every registered thread, found through
 //!   glibc's dynamic thread vector.
 //! - `gc` [mgc]: the cycle; `mark` [mgcmark] and `sweep` [mgcsweep] its halves;
 //!   `roots`: data segments and TLS modules (read with the loader's list
 //!   locked) and registered ranges.
-//! - `pinner` [pinner.go]: pin bits and counters, inner pinners, the leak check,
-//!   cgocheck for C.
-//! - `specials`, `finalizer`: per-object records; the finalizer queue and thread.
-//! - `stats`, `verify`: exact statistics and the heap-invariant checker.
+//! - `pinner` [pinner.go]: pin counts (bits and counter specials), inner
+//!   pinners, the leak check, cgocheck for C.
+//! - `specials`, `finq`, `finalizer` [mfinal]: per-object records; the queue of
+//!   finalizers to run; setting them and the finalizer thread.
+//! - `stats`, `verify`: the statistics counters and the heap-invariant checker.
+//! - `runtime`: the one process-wide `Runtime` (heap, world lock, marker,
+//!   links), its creation, and the fork handlers.
 //! - `capi`: the `extern "C"` shims; the header `include/gcpin.h` is generated
 //!   from them by `build.rs`.
 //! - `libgc`, `links`: libgc's API (the Boehm collector's `GC_*` names, declared
 //!   by the hand-written `include/gc.h`) over the same heap, and its
 //!   disappearing links, which the sweep clears.
 //!
+//! Layers, lowest first. A module names (`crate::...`) only modules of lower
+//! layers, outside its unit tests; `tests/layers.rs` checks this drawing
+//! against the sources, so an upward import fails `make test`:
+//!
+//! 0. os, pacer, sizeclass, stats
+//! 1. config, fixalloc, pagealloc, tls, worldlock
+//! 2. pinbits, roots, specials
+//! 3. finq, span
+//! 4. spanset
+//! 5. mcentral
+//! 6. heap
+//! 7. links, mcache
+//! 8. sweep, threads
+//! 9. alloc, finalizer
+//! 10. pinner
+//! 11. free, mark, verify
+//! 12. runtime
+//! 13. gc
+//! 14. capi
+//! 15. libgc
+//!
 //! An allocation: `gc_alloc` → register the thread if new → enter the runtime →
 //! `mcache` fast path (or refill from `mcentral`, or a new span from `heap`) →
 //! leave the runtime → collect if the heap crossed its trigger.
 //!
 //! A collection: take the world lock → lock the loader's list and snapshot data
-//! segments and TLS modules → stop every other
-//! thread (signal; each parks outside the runtime) → empty mcaches and pinner
-//! caches → mark from roots (segments, added ranges, stacks and registers, pinned
-//! objects, finalizer state, TLS blocks) → sweep (queue finalizers, free unmarked objects,
-//! rebuild central lists, free empty spans) → pace the next cycle, release
-//! surplus pages → restart the world → trace, wake the finalizer thread.
+//! segments and TLS modules → stop every other thread (signal; each parks
+//! outside the runtime) → empty mcaches and pinner caches → mark from roots
+//! (segments, added ranges, stacks and registers, TLS blocks, pinned objects,
+//! finalizer state) → sweep (queue finalizers, free unmarked objects, rebuild
+//! central lists, free empty spans) → pace the next cycle → restart the world
+//! → release surplus pages → trace, wake the finalizer thread.
 
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn)]
