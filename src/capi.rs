@@ -14,6 +14,11 @@
 //! Errors are `gc_status` values, never prints; the only aborts are a broken
 //! heap invariant and the default pinner-leak handler.
 
+// Every extern "C" function takes its pointers from C, checks them for NULL
+// and documents what else it needs of them; marking them `unsafe` would only
+// matter to Rust callers, and the contract is the C header's.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -229,7 +234,7 @@ static STATUS_TEXT: [&[u8]; 9] = [
 pub extern "C" fn gc_strerror(status: u32) -> *const c_char {
     match STATUS_TEXT.get(status as usize) {
         Some(t) => t.as_ptr() as *const c_char,
-        None => b"unknown gcpin status\0".as_ptr() as *const c_char,
+        None => c"unknown gcpin status".as_ptr(),
     }
 }
 

@@ -144,7 +144,10 @@ fn stopped_part(h: &Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadState
     let marker = h.marker(w);
     threads::with_spilled_registers(|sp| {
         let all = mark::Threads { registered: &w.threads, forked_away: &w.forked_away };
-        mark::mark(h, marker, &all, me, sp, loaded, &pa);
+        // SAFETY: the world is stopped and the page lock held; the records
+        // are the registry's; `sp` is below this frame; the loader's list is
+        // locked by with_loaded_objects around us.
+        unsafe { mark::mark(h, marker, &all, me, sp, loaded, &pa) };
     });
     let swept = sweep::sweep(h, &h.links, &mut pa);
     let live = swept.live_bytes;

@@ -257,7 +257,7 @@ impl Heap {
         for p in 1..pa.npages.min(pa.high_water + 64) {
             let s = self.table_entry(p).load(Relaxed) as *mut Span;
             let u = pa.is_used(p);
-            if u != !s.is_null() {
+            if u == s.is_null() {
                 os::throw("heap corruption: page table and page bitmap disagree");
             }
             if u {

@@ -75,40 +75,43 @@
 //! → release surplus pages → trace, wake the finalizer thread.
 
 #![allow(non_camel_case_types)]
+// Modules are crate-private but for the C API (`capi`, re-exported below) and
+// what the integration tests reach (`runtime`, `mark`). The `extern "C"`
+// functions of `libgc` are exported by their `#[no_mangle]` names.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod alloc;
+pub(crate) mod alloc;
 pub mod capi;
-pub mod config;
-pub mod finalizer;
-pub mod finq;
-pub mod fixalloc;
-pub mod free;
-pub mod gc;
-pub mod heap;
+pub(crate) mod config;
+pub(crate) mod finalizer;
+pub(crate) mod finq;
+pub(crate) mod fixalloc;
+pub(crate) mod free;
+pub(crate) mod gc;
+pub(crate) mod heap;
 /// cbindgen:ignore
-pub mod libgc;
-pub mod links;
+pub(crate) mod libgc;
+pub(crate) mod links;
 pub mod mark;
-pub mod mcache;
-pub mod mcentral;
-pub mod os;
-pub mod pacer;
-pub mod pagealloc;
-pub mod pinbits;
-pub mod pinner;
-pub mod roots;
+pub(crate) mod mcache;
+pub(crate) mod mcentral;
+pub(crate) mod os;
+pub(crate) mod pacer;
+pub(crate) mod pagealloc;
+pub(crate) mod pinbits;
+pub(crate) mod pinner;
+pub(crate) mod roots;
 pub mod runtime;
-pub mod sizeclass;
-pub mod span;
-pub mod spanset;
-pub mod specials;
-pub mod stats;
-pub mod sweep;
-pub mod threads;
-pub mod tls;
-pub mod verify;
-pub mod worldlock;
+pub(crate) mod sizeclass;
+pub(crate) mod span;
+pub(crate) mod spanset;
+pub(crate) mod specials;
+pub(crate) mod stats;
+pub(crate) mod sweep;
+pub(crate) mod threads;
+pub(crate) mod tls;
+pub(crate) mod verify;
+pub(crate) mod worldlock;
 
 pub use capi::*;
 pub use pinner::{gc_leak_fn, gc_pinner};

@@ -1133,7 +1133,7 @@ pub extern "C" fn GC_invoke_finalizers() -> c_int {
 
 #[no_mangle]
 pub extern "C" fn GC_should_invoke_finalizers() -> c_int {
-    heap_if_exists().is_some_and(|h| h.finq.len() > 0) as c_int
+    heap_if_exists().is_some_and(|h| !h.finq.is_empty()) as c_int
 }
 
 /// Nonzero: finalizers run only in `GC_invoke_finalizers` (and

@@ -70,6 +70,12 @@ pub struct Marker {
 // world lock only.
 unsafe impl Send for Marker {}
 
+impl Default for Marker {
+    fn default() -> Marker {
+        Marker::new()
+    }
+}
+
 impl Marker {
     pub fn new() -> Marker {
         Marker::with_capacity(DEFAULT_STACK_ENTRIES)
@@ -378,10 +384,14 @@ const OTHER_STACK_MAX: usize = 8 << 20;
 /// `me` is the collecting thread, whose stack is scanned from `sp`; `loaded`
 /// the loader's objects (their list locked).
 ///
-/// The world is stopped and `pa` is the locked page allocator.
-pub fn mark(h: &Heap, m: &mut Marker, w: &Threads, me: *mut ThreadState, sp: usize, loaded: &LoadedObjects, pa: &PageAlloc) {
+/// # Safety
+/// The world is stopped, `pa` is the locked page allocator, the records in `w`
+/// are live, `sp` is on the calling thread's current stack (below every frame
+/// that may hold a pointer) and `loaded` was read with the loader's list
+/// locked, which it still is.
+pub unsafe fn mark(h: &Heap, m: &mut Marker, w: &Threads, me: *mut ThreadState, sp: usize, loaded: &LoadedObjects, pa: &PageAlloc) {
     m.reset();
-    // SAFETY: the world is stopped (caller's contract); every range scanned below
+    // SAFETY: the caller's contract: the world is stopped; every range scanned below
     // is mapped and readable: loaded segments (the loader's list is locked),
     // registered roots, the mapped parts of stacks, TLS blocks checked mapped.
     unsafe {

@@ -75,7 +75,7 @@ impl PageAlloc {
         let mut i = self.hint;
         while i < self.npages {
             // Skip whole words quickly.
-            if i % 64 == 0 && i + 64 <= self.npages {
+            if i.is_multiple_of(64) && i + 64 <= self.npages {
                 // SAFETY: word i/64 exists since i + 64 <= npages.
                 let w = unsafe { *self.used.add(i / 64) };
                 if w == !0 {

@@ -91,7 +91,7 @@ unsafe fn add_object(info: &libc::dl_phdr_info, out: &mut LoadedObjects) {
             out.segments.push((lo, lo + ph.p_memsz as usize));
         }
         if ph.p_type == libc::PT_TLS && ph.p_memsz > 0 && info.dlpi_tls_modid != 0 {
-            out.tls.push(TlsModule { modid: info.dlpi_tls_modid as usize, size: ph.p_memsz as usize });
+            out.tls.push(TlsModule { modid: info.dlpi_tls_modid, size: ph.p_memsz as usize });
         }
     }
 }

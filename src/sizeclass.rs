@@ -129,12 +129,6 @@ pub fn objects_per_span(c: usize) -> usize {
     CLASS_NPAGES[c] as usize * PAGE_SIZE / CLASS_SIZE[c] as usize
 }
 
-/// Object index of byte offset `off` in a span of class `c` (`c != 0`).
-#[inline]
-pub fn object_index(c: usize, off: usize) -> usize {
-    ((off as u64 * CLASS_DIV_MAGIC[c] as u64) >> 32) as usize
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,7 +148,7 @@ mod tests {
     fn spans_fit_bitmaps_and_waste_little() {
         for c in 1..NUM_CLASSES {
             let n = objects_per_span(c);
-            assert!(n >= 1 && n <= MAX_OBJECTS_PER_SPAN, "class {c}: {n} objects");
+            assert!((1..=MAX_OBJECTS_PER_SPAN).contains(&n), "class {c}: {n} objects");
             let bytes = CLASS_NPAGES[c] as usize * PAGE_SIZE;
             assert!(bytes % CLASS_SIZE[c] as usize <= bytes / 8, "class {c} wastes too much");
         }
@@ -167,22 +161,6 @@ mod tests {
             assert!(c >= 1, "size {size}");
             assert!(CLASS_SIZE[c] as usize >= size, "size {size} class {c}");
             assert!(c == 1 || (CLASS_SIZE[c - 1] as usize) < size, "size {size} not smallest");
-        }
-    }
-
-    #[test]
-    #[cfg_attr(
-        miri,
-        ignore = "too slow under Miri: every byte offset of every class (millions of \
-                  divisions), and pure arithmetic"
-    )]
-    fn magic_division_matches_division_for_every_offset() {
-        for c in 1..NUM_CLASSES {
-            let size = CLASS_SIZE[c] as usize;
-            let span_bytes = CLASS_NPAGES[c] as usize * PAGE_SIZE;
-            for off in 0..span_bytes {
-                assert_eq!(object_index(c, off), off / size, "class {c} offset {off}");
-            }
         }
     }
 }

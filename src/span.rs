@@ -196,6 +196,23 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "too slow under Miri: every byte offset of every class (millions of \
+                  multiplications), and pure arithmetic"
+    )]
+    fn index_of_matches_division_for_every_offset_of_every_class() {
+        for c in 1..NUM_CLASSES {
+            let mut s = blank();
+            let npages = sizeclass::CLASS_NPAGES[c] as usize;
+            s.init(1 << 30, npages, (c << 1) as u8);
+            for off in 0..npages * PAGE_SIZE {
+                assert_eq!(s.index_of(s.base + off), off / s.elemsize, "class {c} offset {off}");
+            }
+        }
+    }
+
+    #[test]
     fn index_of_every_object_in_every_class() {
         for c in 1..NUM_CLASSES {
             let mut s = blank();

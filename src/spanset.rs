@@ -84,18 +84,6 @@ impl BlockPool {
             }
         }
     }
-
-    /// Blocks in the pool (walks it; for tests and statistics only, when quiet).
-    pub fn len(&self) -> usize {
-        let mut n = 0;
-        let mut p = (self.head.load(Acquire) & PTR_MASK) as *mut SetBlock;
-        while !p.is_null() {
-            n += 1;
-            // SAFETY: type-stable blocks; callers only use this when no one pops.
-            p = unsafe { (*p).pool_next.load(Relaxed) };
-        }
-        n
-    }
 }
 
 /// The one pool all span sets draw from.

@@ -83,8 +83,8 @@ unsafe fn sweep_span(h: &Heap, s: *mut Span, r: &mut SweepReport) {
         let words = (*s).bitmap_words();
         let marks = (*s).mark.as_raw_slice();
         let mut live = 0usize;
-        for w in 0..words {
-            let m = marks[w] & (*s).word_mask(w);
+        for (w, &mark) in marks.iter().enumerate().take(words) {
+            let m = mark & (*s).word_mask(w);
             (*s).alloc[w].store(m, Relaxed);
             live += m.count_ones() as usize;
         }

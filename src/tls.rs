@@ -40,14 +40,6 @@ pub struct TlsModule {
     pub size: usize,
 }
 
-/// Whether this build can find TLS blocks (glibc on x86-64 or AArch64).
-pub const SUPPORTED: bool = cfg!(all(
-    target_os = "linux",
-    target_env = "gnu",
-    any(target_arch = "x86_64", target_arch = "aarch64"),
-    not(miri)
-));
-
 /// The calling thread's thread pointer, or 0 where TLS is not scanned.
 pub fn thread_pointer() -> usize {
     #[cfg(all(
@@ -114,7 +106,7 @@ pub unsafe fn for_each_block(tp: usize, modules: &[TlsModule], mut f: impl FnMut
     let Some(max_modid) = modules.iter().map(|m| m.modid).max() else {
         return;
     };
-    if tp == 0 || tp % WORD != 0 || !mapped(tp + DTV_OFFSET, tp + DTV_OFFSET + WORD) {
+    if tp == 0 || !tp.is_multiple_of(WORD) || !mapped(tp + DTV_OFFSET, tp + DTV_OFFSET + WORD) {
         return;
     }
     // SAFETY: aligned and mapped (checked); stopped threads unmap nothing.
@@ -126,7 +118,7 @@ pub unsafe fn for_each_block(tp: usize, modules: &[TlsModule], mut f: impl FnMut
     ) else {
         return;
     };
-    if dtv % WORD != 0 || !mapped(lo, hi) {
+    if !dtv.is_multiple_of(WORD) || !mapped(lo, hi) {
         return;
     }
     // SAFETY: as above, for the whole vector read below.
@@ -151,6 +143,14 @@ pub unsafe fn for_each_block(tp: usize, modules: &[TlsModule], mut f: impl FnMut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether this build can find TLS blocks (glibc on x86-64 or AArch64).
+    pub const SUPPORTED: bool = cfg!(all(
+        target_os = "linux",
+        target_env = "gnu",
+        any(target_arch = "x86_64", target_arch = "aarch64"),
+        not(miri)
+    ));
 
     thread_local! {
         static WORDS: std::cell::Cell<[usize; 4]> = const { std::cell::Cell::new([0; 4]) };

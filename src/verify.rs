@@ -47,7 +47,7 @@ unsafe fn verify_span(s: *mut Span, w: &World) {
     // SAFETY: per the contract.
     unsafe {
         let sp = &*s;
-        if sp.nelems == 0 || sp.base % crate::sizeclass::PAGE_SIZE != 0 {
+        if sp.nelems == 0 || !sp.base.is_multiple_of(crate::sizeclass::PAGE_SIZE) {
             throw("heap corruption: bad span geometry");
         }
         if sp.nelems as usize * sp.elemsize > sp.npages * crate::sizeclass::PAGE_SIZE {
