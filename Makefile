@@ -3,7 +3,7 @@
 #   make            the library: target/release/libgcpin.{so,a} and include/gcpin.h, and
 #                   target/release/libgc.so.1 (libgc's ABI, for binaries built for libgc)
 #   make demo       builds everything and runs the demo
-#   make test       cargo test + every C test in c-tests/ (twice: normally and under
+#   make test       cargo fmt --check, cargo clippy, cargo test + every C test in c-tests/ (twice: normally and under
 #                   GCPIN_STRESS=$(STRESS_N)) + the libgc drop-in checks (w3m on libgc
 #                   and on gcpin's libgc.so.1); ends with one "N passed, N failed" line
 #   make stress     the long runs: the C suite with a collection at every allocation,
@@ -50,7 +50,7 @@ define c_link
 	    $$(if grep -q '^[[:space:]]*#[[:space:]]*include[[:space:]]*<liburing.h>' $<; then pkg-config --cflags --libs liburing; fi)
 endef
 
-.PHONY: all deps lib header-check test stress c-tests examples demo bench valgrind sanitizers install clean libgc-test
+.PHONY: all deps lib header-check lint test stress c-tests examples demo bench valgrind sanitizers install clean libgc-test
 
 all: lib
 
@@ -114,8 +114,19 @@ examples: lib
 
 # The total: cargo test's "test result:" lines plus both C passes. A cargo test that
 # fails without a result line (a build error) counts as one failure.
+# cargo fmt --check and cargo clippy --all-targets -D warnings: one pass or one
+# failure each in make test's total.
+lint:
+	@mkdir -p build; lp=0; lf=0; \
+	if cargo fmt --check >build/fmt.log 2>&1; then echo "lint: ok cargo fmt --check"; lp=$$((lp + 1)); \
+	else echo "lint: FAIL cargo fmt --check (run cargo fmt):"; head -40 build/fmt.log; lf=$$((lf + 1)); fi; \
+	if cargo clippy --all-targets -- -D warnings >build/clippy.log 2>&1; then echo "lint: ok cargo clippy"; lp=$$((lp + 1)); \
+	else echo "lint: FAIL cargo clippy --all-targets -- -D warnings:"; grep -E -A8 '^(error|warning)' build/clippy.log | head -60; lf=$$((lf + 1)); fi; \
+	echo "$$lp $$lf" >build/lint.counts; [ "$$lf" -eq 0 ]
+
 test: deps lib header-check c-tests
 	@mkdir -p build; rc=0; \
+	$(MAKE) --no-print-directory lint || rc=1; \
 	$(CARGO_TEST) 2>&1 | tee build/cargo-test.log; cargo_rc=$${PIPESTATUS[0]}; \
 	read -r cp cf < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { \
 	        if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \
@@ -130,8 +141,8 @@ test: deps lib header-check c-tests
 	sed 's/^/  libgc-dropin: /' build/libgc-dropin.log; [ "$$drc" -eq 0 ] || rc=1; \
 	[ -s build/libgc-dropin.counts ] || { echo "  libgc-dropin: FAIL (no summary)"; echo "0 1" >build/libgc-dropin.counts; }; \
 	read -r p1 f1 < build/c-tests.counts; read -r p2 f2 < build/c-tests-stress.counts; \
-	read -r p3 f3 < build/libgc-dropin.counts; \
-	echo "$$((cp + p1 + p2 + p3)) passed, $$((cf + f1 + f2 + f3)) failed"; \
+	read -r p3 f3 < build/libgc-dropin.counts; read -r p4 f4 < build/lint.counts; \
+	echo "$$((cp + p1 + p2 + p3 + p4)) passed, $$((cf + f1 + f2 + f3 + f4)) failed"; \
 	exit $$rc
 
 stress: deps lib c-tests

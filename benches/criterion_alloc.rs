@@ -21,17 +21,11 @@ static LIVE: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
 
 fn bench_alloc(c: &mut Criterion) {
     let mut g = c.benchmark_group("alloc");
-    g.sample_size(20)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1));
+    g.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
     for &size in &[16usize, 64, 1024] {
-        g.bench_function(format!("scan_{size}"), |b| {
-            b.iter(|| unsafe { black_box(gc_alloc(black_box(size))) })
-        });
+        g.bench_function(format!("scan_{size}"), |b| b.iter(|| unsafe { black_box(gc_alloc(black_box(size))) }));
     }
-    g.bench_function("noscan_16", |b| {
-        b.iter(|| unsafe { black_box(gc_alloc_noscan(black_box(16))) })
-    });
+    g.bench_function("noscan_16", |b| b.iter(|| unsafe { black_box(gc_alloc_noscan(black_box(16))) }));
     g.finish();
 }
 
@@ -50,9 +44,7 @@ unsafe fn build_list(n: usize) -> *mut c_void {
 
 fn bench_collect(c: &mut Criterion) {
     let mut g = c.benchmark_group("collect");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2));
+    g.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
     unsafe { build_list((8 << 20) / 32) };
     g.bench_function("full_8mib_live", |b| b.iter(|| unsafe { gc_collect() }));
     LIVE.store(ptr::null_mut(), Ordering::Relaxed);

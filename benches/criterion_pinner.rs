@@ -40,9 +40,7 @@ fn pin(p: &mut gc_pinner, obj: *const c_void) {
 
 fn bench_pin_unpin(c: &mut Criterion) {
     let mut g = c.benchmark_group("pinner");
-    g.sample_size(20)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1));
+    g.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
 
     let mut p = new_pinner();
     g.bench_function("pin_unpin", |b| {
@@ -104,17 +102,11 @@ fn bench_pin_unpin(c: &mut Criterion) {
     PROBE.store(obj, Ordering::Relaxed);
     pin(&mut p, obj);
     assert!(unsafe { is_pinned(obj) });
-    g.bench_function("is_pinned_on_pinned", |b| {
-        b.iter(|| unsafe { is_pinned(black_box(obj)) })
-    });
-    g.bench_function("pin_count_on_pinned", |b| {
-        b.iter(|| unsafe { gc_pin_count(black_box(obj)) })
-    });
+    g.bench_function("is_pinned_on_pinned", |b| b.iter(|| unsafe { is_pinned(black_box(obj)) }));
+    g.bench_function("pin_count_on_pinned", |b| b.iter(|| unsafe { gc_pin_count(black_box(obj)) }));
     unsafe { pinner_unpin(&mut p) };
     assert!(!unsafe { is_pinned(obj) });
-    g.bench_function("is_pinned_on_unpinned", |b| {
-        b.iter(|| unsafe { is_pinned(black_box(obj)) })
-    });
+    g.bench_function("is_pinned_on_unpinned", |b| b.iter(|| unsafe { is_pinned(black_box(obj)) }));
     g.finish();
     PROBE.store(ptr::null_mut(), Ordering::Relaxed);
 }

@@ -12,8 +12,8 @@
 use std::sync::atomic::Ordering::*;
 
 use crate::heap::{AllocFail, Heap};
-use crate::sizeclass::{self, MAX_SMALL_SIZE};
 use crate::sizeclass::PAGE_SIZE;
+use crate::sizeclass::{self, MAX_SMALL_SIZE};
 use crate::threads::InRuntime;
 
 /// The address every zero-size allocation returns [Go: zerobase]. It is not in

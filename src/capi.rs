@@ -26,8 +26,8 @@ use crate::alloc::{malloc, zero_base};
 use crate::finalizer;
 use crate::gc;
 use crate::heap::{AllocFail, Heap};
-use crate::runtime::{runtime as heap, Runtime};
 use crate::pinner::{self, gc_leak_fn, gc_pinner, CheckError, PinError, Target};
+use crate::runtime::{runtime as heap, Runtime};
 use crate::stats::gc_stats;
 use crate::threads::{self, InRuntime, Refusal, ThreadState};
 use crate::verify;
@@ -308,7 +308,12 @@ fn pin_attempt(ts: *mut ThreadState, h: &Heap, pinner: *mut gc_pinner, ptrs: &[u
 /// collector does not scan) is a root meanwhile.
 #[cold]
 #[inline(never)]
-fn pin_after_collecting(ts: *mut ThreadState, h: &'static Runtime, pinner: *mut gc_pinner, ptrs: &[usize]) -> Result<bool, PinError> {
+fn pin_after_collecting(
+    ts: *mut ThreadState,
+    h: &'static Runtime,
+    pinner: *mut gc_pinner,
+    ptrs: &[usize],
+) -> Result<bool, PinError> {
     let (lo, len) = (ptrs.as_ptr() as usize, std::mem::size_of_val(ptrs));
     let added = {
         let _g = InRuntime::enter(ts);
@@ -446,9 +451,7 @@ pub extern "C" fn gc_set_finalizer(obj: *mut c_void, f: gc_finalizer_fn, arg: *m
         let r = {
             let _g = InRuntime::enter(ts);
             match pinner::classify(h, obj as usize) {
-                Ok(Target::Object(s, idx)) => {
-                    finalizer::set(s, idx, f, arg).map_err(|_| GC_ERR_NO_MEMORY).map(|_| ())
-                }
+                Ok(Target::Object(s, idx)) => finalizer::set(s, idx, f, arg).map_err(|_| GC_ERR_NO_MEMORY).map(|_| ()),
                 Ok(Target::Zero) => Err(GC_ERR_INVALID),
                 Err(e) => Err(e.into()),
             }

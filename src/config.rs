@@ -44,47 +44,28 @@ pub struct Config {
 impl Config {
     /// The configuration of this process; warnings go to stderr.
     pub fn from_env() -> Config {
-        Config::from_lookup(
-            |k| std::env::var(k).ok(),
-            |msg| crate::os::write_stderr(&[msg, "\n"]),
-        )
+        Config::from_lookup(|k| std::env::var(k).ok(), |msg| crate::os::write_stderr(&[msg, "\n"]))
     }
 
     /// The configuration given by `get` (a variable's value, if set), with one
     /// call of `warn` for each value that cannot be used.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>, mut warn: impl FnMut(&str)) -> Config {
-        let get = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let mut bad = |var: &str, value: &str, expected: &str, instead: &str| {
-            warn(&format!(
-                "gcpin: {var}={value:?} is not {expected}; using {instead}"
-            ));
+            warn(&format!("gcpin: {var}={value:?} is not {expected}; using {instead}"));
         };
         let gc_percent = match get("GCPIN_GC_PERCENT") {
             None => Some(100),
             Some(v) if v.eq_ignore_ascii_case("off") => None,
             Some(v) => v.parse::<u64>().ok().or_else(|| {
-                bad(
-                    "GCPIN_GC_PERCENT",
-                    &v,
-                    "a percentage (a whole number >= 0) or off",
-                    "100",
-                );
+                bad("GCPIN_GC_PERCENT", &v, "a percentage (a whole number >= 0) or off", "100");
                 Some(100)
             }),
         };
         let max_heap = get("GCPIN_MAX_HEAP").and_then(|v| {
             let m = parse_size(&v).filter(|&m| m > 0);
             if m.is_none() {
-                bad(
-                    "GCPIN_MAX_HEAP",
-                    &v,
-                    "a size (bytes > 0, or a number with K, M, G or T)",
-                    "no limit",
-                );
+                bad("GCPIN_MAX_HEAP", &v, "a size (bytes > 0, or a number with K, M, G or T)", "no limit");
             }
             m
         });
@@ -98,12 +79,7 @@ impl Config {
         };
         let stress = get("GCPIN_STRESS").map_or(0, |v| {
             v.parse::<u64>().unwrap_or_else(|_| {
-                bad(
-                    "GCPIN_STRESS",
-                    &v,
-                    "a number of allocations (a whole number >= 0)",
-                    "0 (off)",
-                );
+                bad("GCPIN_STRESS", &v, "a number of allocations (a whole number >= 0)", "0 (off)");
                 0
             })
         });
@@ -124,14 +100,7 @@ impl Config {
             Some(m) => (m.saturating_mul(2)).clamp(64 << 20, MAX_ARENA),
             None => DEFAULT_ARENA,
         };
-        Config {
-            gc_percent,
-            max_heap,
-            trace,
-            stress,
-            sig_suspend,
-            arena_bytes,
-        }
+        Config { gc_percent, max_heap, trace, stress, sig_suspend, arena_bytes }
     }
 }
 
@@ -145,10 +114,7 @@ pub fn parse_size(s: &str) -> Option<usize> {
         't' | 'T' => (&s[..s.len() - 1], 40),
         _ => (s, 0),
     };
-    num.trim()
-        .parse::<usize>()
-        .ok()?
-        .checked_mul(1usize << shift)
+    num.trim().parse::<usize>().ok()?.checked_mul(1usize << shift)
 }
 
 /// A signal number, or a name with or without "SIG" ("USR1", "SIGRTMIN+3").
@@ -158,12 +124,7 @@ fn parse_signal(s: &str) -> Option<i32> {
     }
     let name = s.to_ascii_uppercase();
     let name = name.strip_prefix("SIG").unwrap_or(&name);
-    let fixed = [
-        ("PWR", libc::SIGPWR),
-        ("XCPU", libc::SIGXCPU),
-        ("USR1", libc::SIGUSR1),
-        ("USR2", libc::SIGUSR2),
-    ];
+    let fixed = [("PWR", libc::SIGPWR), ("XCPU", libc::SIGXCPU), ("USR1", libc::SIGUSR1), ("USR2", libc::SIGUSR2)];
     if let Some(&(_, n)) = fixed.iter().find(|(n, _)| *n == name) {
         return Some(n);
     }
@@ -196,8 +157,7 @@ fn sigrtmax() -> i32 {
 
 /// Whether gcpin may install its suspend handler for signal `s`.
 fn signal_can_be_taken_over(s: i32) -> bool {
-    [libc::SIGPWR, libc::SIGXCPU, libc::SIGUSR1, libc::SIGUSR2].contains(&s)
-        || (sigrtmin()..=sigrtmax()).contains(&s)
+    [libc::SIGPWR, libc::SIGXCPU, libc::SIGUSR1, libc::SIGUSR2].contains(&s) || (sigrtmin()..=sigrtmax()).contains(&s)
 }
 
 #[cfg(test)]
@@ -207,11 +167,7 @@ mod tests {
     fn config(vars: &[(&str, &str)]) -> (Config, Vec<String>) {
         let mut warnings = Vec::new();
         let c = Config::from_lookup(
-            |k| {
-                vars.iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            },
+            |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()),
             |w| warnings.push(w.to_string()),
         );
         (c, warnings)
@@ -263,13 +219,7 @@ mod tests {
         ] {
             let (c, w) = config(&[(var, value)]);
             assert_eq!(w.len(), 1, "{var}={value}: {w:?}");
-            assert!(
-                w[0].contains(var)
-                    && w[0].contains(&format!("{value:?}"))
-                    && w[0].contains(fallback),
-                "{}",
-                w[0]
-            );
+            assert!(w[0].contains(var) && w[0].contains(&format!("{value:?}")) && w[0].contains(fallback), "{}", w[0]);
             let mut want = config(&[]).0;
             want.trace = var == "GCPIN_TRACE"; // its fallback is on: the user asked for something
             assert_eq!(c, want, "{var}={value} falls back");
@@ -299,11 +249,7 @@ mod tests {
             ("SIGRTMAX", sigrtmax()),
             ("RTMAX-1", sigrtmax() - 1),
         ] {
-            assert_eq!(
-                config(&[("GCPIN_SIG_SUSPEND", v)]).0.sig_suspend,
-                want,
-                "{v}"
-            );
+            assert_eq!(config(&[("GCPIN_SIG_SUSPEND", v)]).0.sig_suspend, want, "{v}");
         }
     }
 }

@@ -41,14 +41,7 @@ impl FixAlloc {
     /// A pool for records of `size` bytes, aligned to 64 bytes.
     pub const fn new(size: usize) -> FixAlloc {
         let size = (size + 63) & !63;
-        FixAlloc {
-            size,
-            state: Mutex::new(FixState {
-                free: std::ptr::null_mut(),
-                chunk_next: 0,
-                chunk_end: 0,
-            }),
-        }
+        FixAlloc { size, state: Mutex::new(FixState { free: std::ptr::null_mut(), chunk_next: 0, chunk_end: 0 }) }
     }
 
     /// Returns zeroed memory for one record, or null when the OS refuses memory.

@@ -21,12 +21,12 @@
 use std::sync::atomic::Ordering::*;
 
 use crate::heap::Heap;
-use crate::runtime::Runtime;
 use crate::mark;
-use crate::pinner;
 use crate::os;
 use crate::pacer::{self, release_budget, Release};
+use crate::pinner;
 use crate::roots;
+use crate::runtime::Runtime;
 use crate::sizeclass::PAGE_SIZE;
 use crate::stats::gc_stats;
 use crate::sweep;
@@ -128,7 +128,13 @@ struct Paused {
 }
 
 /// Steps 2 to 6: stop the world, mark, sweep, pace, restart.
-fn stopped_part(h: &Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadState, release: Release, loaded: &roots::LoadedObjects) -> Paused {
+fn stopped_part(
+    h: &Runtime,
+    w: &mut WorldGuard<'_, World>,
+    me: *mut ThreadState,
+    release: Release,
+    loaded: &roots::LoadedObjects,
+) -> Paused {
     let t0 = os::nanotime();
     stop_the_world(w, me);
     for &t in w.threads.iter() {
@@ -214,7 +220,10 @@ fn after_cycle(h: &'static Runtime, r: &CycleReport) {
 /// Runs `f` with the world stopped (for statistics and the heap verifier): every
 /// other thread is parked outside the runtime, so spans, mcaches and lists are
 /// consistent. The caller is outside the runtime.
-pub fn with_world_stopped<R>(h: &'static Runtime, f: impl FnOnce(&Heap, &World, &mut crate::pagealloc::PageAlloc) -> R) -> Option<R> {
+pub fn with_world_stopped<R>(
+    h: &'static Runtime,
+    f: impl FnOnce(&Heap, &World, &mut crate::pagealloc::PageAlloc) -> R,
+) -> Option<R> {
     let me = h.current_or_register()?;
     let w = h.lock_world();
     stop_the_world(&w, me);

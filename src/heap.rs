@@ -23,11 +23,11 @@ use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 
 use crate::config::Config;
-use crate::pacer::Pacer;
 use crate::finq::FinalizerQueue;
 use crate::fixalloc::FixAlloc;
 use crate::mcentral::Mcentral;
 use crate::os;
+use crate::pacer::Pacer;
 use crate::pagealloc::{zero_dirty_pages, PageAlloc};
 use crate::roots::RootSet;
 use crate::sizeclass::NUM_SPAN_CLASSES;

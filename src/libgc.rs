@@ -20,32 +20,30 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 
-use crate::free::Freed;
 use crate::capi::{ffi_boundary, gc_alloc, gc_alloc_noscan};
 use crate::finalizer;
+use crate::free::Freed;
 use crate::gc;
-use crate::heap::{Heap};
-use crate::runtime::{runtime as heap, runtime_if_exists as heap_if_exists, Runtime};
+use crate::heap::Heap;
 use crate::links::LinkError;
 use crate::pinner::{self, PinError, Target};
-use crate::sizeclass::{CLASS_SIZE, MAX_SMALL_SIZE, NUM_CLASSES};
+use crate::runtime::{runtime as heap, runtime_if_exists as heap_if_exists, Runtime};
 use crate::sizeclass::PAGE_SIZE;
+use crate::sizeclass::{CLASS_SIZE, MAX_SMALL_SIZE, NUM_CLASSES};
 use crate::span::Span;
 use crate::specials::{free_special, new_special, KIND_UNCOLLECTABLE};
 use crate::threads::{self, InRuntime};
 
 /// libgc's `GC_word`: an unsigned integer the size of a pointer.
 pub type GC_word = usize;
-pub type GC_finalization_proc =
-    Option<unsafe extern "C" fn(obj: *mut c_void, client_data: *mut c_void)>;
+pub type GC_finalization_proc = Option<unsafe extern "C" fn(obj: *mut c_void, client_data: *mut c_void)>;
 pub type GC_warn_proc = Option<unsafe extern "C" fn(msg: *mut c_char, arg: GC_word)>;
 pub type GC_oom_func = Option<unsafe extern "C" fn(bytes: usize) -> *mut c_void>;
 pub type GC_stop_func = Option<unsafe extern "C" fn() -> c_int>;
 pub type GC_start_callback_proc = Option<unsafe extern "C" fn()>;
 pub type GC_finalizer_notifier_proc = Option<unsafe extern "C" fn()>;
 pub type GC_fn_type = Option<unsafe extern "C" fn(client_data: *mut c_void) -> *mut c_void>;
-pub type GC_stack_base_func =
-    Option<unsafe extern "C" fn(sb: *mut GC_stack_base, arg: *mut c_void) -> *mut c_void>;
+pub type GC_stack_base_func = Option<unsafe extern "C" fn(sb: *mut GC_stack_base, arg: *mut c_void) -> *mut c_void>;
 type StartRoutine = Option<unsafe extern "C" fn(*mut c_void) -> *mut c_void>;
 
 /// libgc's `struct GC_stack_base` on Linux: the hot end of a stack.
@@ -194,11 +192,7 @@ fn out_of_memory(bytes: usize) -> *mut c_void {
 /// function.
 fn malloc_kind(bytes: usize, scan: bool) -> *mut c_void {
     let n = bytes.max(1);
-    let p = if scan {
-        gc_alloc(n)
-    } else {
-        gc_alloc_noscan(n)
-    };
+    let p = if scan { gc_alloc(n) } else { gc_alloc_noscan(n) };
     if p.is_null() {
         return out_of_memory(bytes);
     }
@@ -277,12 +271,7 @@ fn malloc_uncollectable(bytes: usize, scan: bool) -> *mut c_void {
         }
         // SAFETY: `s` is in use; its lock guards its specials; a fresh object
         // has no uncollectable mark yet.
-        unsafe {
-            (*s).specials
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(mark)
-        };
+        unsafe { (*s).specials.lock().unwrap_or_else(|e| e.into_inner()).insert(mark) };
         // SAFETY: as above.
         NON_GC_BYTES.fetch_add(unsafe { (*s).elemsize }, Relaxed);
         true
@@ -321,8 +310,13 @@ fn free_inner(p: *mut c_void) {
         Err(e) => {
             drop(g);
             match e {
-                PinError::NotAllocated => warn(b"GC Warning: GC_free of a free heap slot (double free?): %p; ignored\n\0", p as usize),
-                _ => warn(b"GC Warning: GC_free of a pointer the collector did not allocate: %p; ignored\n\0", p as usize),
+                PinError::NotAllocated => {
+                    warn(b"GC Warning: GC_free of a free heap slot (double free?): %p; ignored\n\0", p as usize)
+                }
+                _ => warn(
+                    b"GC Warning: GC_free of a pointer the collector did not allocate: %p; ignored\n\0",
+                    p as usize,
+                ),
             }
             return;
         }
@@ -331,10 +325,7 @@ fn free_inner(p: *mut c_void) {
     let (base, size) = unsafe { ((*s).object_base(idx), (*s).elemsize) };
     if base != p as usize {
         drop(g);
-        warn(
-            b"GC Warning: GC_free of a pointer inside an object, not at its start: %p; ignored\n\0",
-            p as usize,
-        );
+        warn(b"GC Warning: GC_free of a pointer inside an object, not at its start: %p; ignored\n\0", p as usize);
         return;
     }
     let uncollectable = is_uncollectable(s, idx);
@@ -399,9 +390,10 @@ pub extern "C" fn GC_realloc(p: *mut c_void, bytes: usize) -> *mut c_void {
         return std::ptr::null_mut();
     }
     ffi_boundary!(std::ptr::null_mut(), {
-        let Some((cap, scan, uncollectable)) =
-            object_info(p, b"GC Warning: GC_realloc of a pointer that is not the start of an allocated object: %p; NULL returned\n\0")
-        else {
+        let Some((cap, scan, uncollectable)) = object_info(
+            p,
+            b"GC Warning: GC_realloc of a pointer that is not the start of an allocated object: %p; NULL returned\n\0",
+        ) else {
             return std::ptr::null_mut();
         };
         if bytes <= cap && bytes >= cap / 2 {
@@ -409,11 +401,7 @@ pub extern "C" fn GC_realloc(p: *mut c_void, bytes: usize) -> *mut c_void {
             unsafe { std::ptr::write_bytes((p as *mut u8).add(bytes), 0, cap - bytes) };
             return p;
         }
-        let q = if uncollectable {
-            malloc_uncollectable(bytes, scan)
-        } else {
-            malloc_kind(bytes, scan)
-        };
+        let q = if uncollectable { malloc_uncollectable(bytes, scan) } else { malloc_kind(bytes, scan) };
         if !q.is_null() {
             // SAFETY: both objects hold at least min(cap, bytes) bytes; they
             // are distinct (p is still allocated).
@@ -450,8 +438,11 @@ pub extern "C" fn GC_size(p: *const c_void) -> usize {
         return 0;
     }
     ffi_boundary!(0, {
-        object_info(p as *mut c_void, b"GC Warning: GC_size of a pointer that is not the start of an allocated object: %p; 0 returned\n\0")
-            .map_or(0, |(size, _, _)| size)
+        object_info(
+            p as *mut c_void,
+            b"GC Warning: GC_size of a pointer that is not the start of an allocated object: %p; 0 returned\n\0",
+        )
+        .map_or(0, |(size, _, _)| size)
     })
 }
 
@@ -535,9 +526,8 @@ pub extern "C" fn GC_memalign(align: usize, bytes: usize) -> *mut c_void {
         return GC_malloc(bytes);
     }
     if align.is_power_of_two() && align <= PAGE_SIZE {
-        let class = (1..NUM_CLASSES).find(|&c| {
-            CLASS_SIZE[c] as usize >= bytes && (CLASS_SIZE[c] as usize).is_multiple_of(align)
-        });
+        let class = (1..NUM_CLASSES)
+            .find(|&c| CLASS_SIZE[c] as usize >= bytes && (CLASS_SIZE[c] as usize).is_multiple_of(align));
         let size = match class {
             Some(c) => CLASS_SIZE[c] as usize,
             None => bytes.max(MAX_SMALL_SIZE + 1),
@@ -632,10 +622,7 @@ pub extern "C" fn GC_try_to_collect(stop: GC_stop_func) -> c_int {
     ffi_boundary!(0, {
         let h = heap();
         // SAFETY: the program's stop function, called as libgc calls it.
-        if api_thread().is_none()
-            || h.gc_disabled.load(Relaxed) > 0
-            || stop.is_some_and(|f| unsafe { f() } != 0)
-        {
+        if api_thread().is_none() || h.gc_disabled.load(Relaxed) > 0 || stop.is_some_and(|f| unsafe { f() } != 0) {
             return 0;
         }
         gc::collect(h);
@@ -674,14 +661,8 @@ pub extern "C" fn GC_disable() {
 pub extern "C" fn GC_enable() {
     ffi_boundary!((), {
         let h = heap();
-        if h.gc_disabled
-            .fetch_update(AcqRel, Acquire, |n| n.checked_sub(1))
-            .is_err()
-        {
-            warn(
-                b"GC Warning: GC_enable without a matching GC_disable (count %lu); ignored\n\0",
-                0,
-            );
+        if h.gc_disabled.fetch_update(AcqRel, Acquire, |n| n.checked_sub(1)).is_err() {
+            warn(b"GC Warning: GC_enable without a matching GC_disable (count %lu); ignored\n\0", 0);
         }
     })
 }
@@ -728,8 +709,7 @@ pub extern "C" fn GC_get_total_bytes() -> usize {
 }
 
 fn bytes_since_gc(h: &Heap, st: &crate::stats::gc_stats) -> usize {
-    st.total_alloc_bytes
-        .saturating_sub(h.stats.total_alloc_swept.load(Relaxed)) as usize
+    st.total_alloc_bytes.saturating_sub(h.stats.total_alloc_swept.load(Relaxed)) as usize
 }
 
 #[no_mangle]
@@ -778,10 +758,7 @@ pub extern "C" fn GC_get_heap_usage_safe(
             bytes_since_gc(heap(), &st),
             st.total_alloc_bytes as usize,
         ];
-        for (out, v) in [heap_size, free_bytes, unmapped_bytes, since_gc, total]
-            .into_iter()
-            .zip(values)
-        {
+        for (out, v) in [heap_size, free_bytes, unmapped_bytes, since_gc, total].into_iter().zip(values) {
             if !out.is_null() {
                 // SAFETY: a non-NULL out-parameter from the caller.
                 unsafe { *out = v };
@@ -804,8 +781,7 @@ pub extern "C" fn GC_get_prof_stats(out: *mut GC_prof_stats_s, size: usize) -> u
         let since = bytes_since_gc(h, &st);
         let full = GC_prof_stats_s {
             heapsize_full: (st.heap_sys_bytes + st.heap_released_bytes) as usize,
-            free_bytes_full: (st.heap_sys_bytes.saturating_sub(st.heap_alloc_bytes)
-                + st.heap_released_bytes) as usize,
+            free_bytes_full: (st.heap_sys_bytes.saturating_sub(st.heap_alloc_bytes) + st.heap_released_bytes) as usize,
             unmapped_bytes: st.heap_released_bytes as usize,
             bytes_allocd_since_gc: since,
             allocd_bytes_before_gc: (st.total_alloc_bytes as usize).saturating_sub(since),
@@ -834,9 +810,7 @@ pub extern "C" fn GC_get_prof_stats(out: *mut GC_prof_stats_s, size: usize) -> u
 #[no_mangle]
 pub extern "C" fn GC_set_max_heap_size(bytes: GC_word) {
     ffi_boundary!((), {
-        heap()
-            .max_heap_bytes
-            .store(if bytes == 0 { usize::MAX } else { bytes }, Relaxed);
+        heap().max_heap_bytes.store(if bytes == 0 { usize::MAX } else { bytes }, Relaxed);
     })
 }
 
@@ -847,12 +821,7 @@ pub extern "C" fn GC_set_max_heap_size(bytes: GC_word) {
 pub extern "C" fn GC_expand_hp(bytes: usize) -> c_int {
     ffi_boundary!(0, {
         let h = heap();
-        let limit = h
-            .config
-            .max_heap
-            .unwrap_or(usize::MAX)
-            .min(h.max_heap_bytes.load(Relaxed))
-            .min(h.arena_size);
+        let limit = h.config.max_heap.unwrap_or(usize::MAX).min(h.max_heap_bytes.load(Relaxed)).min(h.arena_size);
         let held = read_stats().heap_sys_bytes as usize;
         (held.saturating_add(bytes) <= limit) as c_int
     })
@@ -895,7 +864,10 @@ pub extern "C" fn GC_get_all_interior_pointers() -> c_int {
 #[no_mangle]
 pub extern "C" fn GC_set_find_leak(value: c_int) {
     if value != 0 {
-        warn(b"GC Warning: gcpin does not support leak-finding mode (GC_set_find_leak(%ld)); ignored\n\0", value as usize);
+        warn(
+            b"GC Warning: gcpin does not support leak-finding mode (GC_set_find_leak(%ld)); ignored\n\0",
+            value as usize,
+        );
     }
 }
 
@@ -1126,9 +1098,7 @@ finalizer_entry_points! {
 /// Runs the queued finalizers on the calling thread; returns how many ran.
 #[no_mangle]
 pub extern "C" fn GC_invoke_finalizers() -> c_int {
-    ffi_boundary!(0, {
-        heap().run_finalizers(usize::MAX).min(c_int::MAX as usize) as c_int
-    })
+    ffi_boundary!(0, { heap().run_finalizers(usize::MAX).min(c_int::MAX as usize) as c_int })
 }
 
 #[no_mangle]
@@ -1157,12 +1127,7 @@ pub extern "C" fn GC_get_finalize_on_demand() -> c_int {
 /// `f` is called after each collection that queued finalizers.
 #[no_mangle]
 pub extern "C" fn GC_set_finalizer_notifier(f: GC_finalizer_notifier_proc) {
-    ffi_boundary!((), {
-        heap()
-            .finq
-            .notifier
-            .store(f.map_or(0, |f| f as usize), Release)
-    })
+    ffi_boundary!((), { heap().finq.notifier.store(f.map_or(0, |f| f as usize), Release) })
 }
 
 #[no_mangle]
@@ -1197,10 +1162,7 @@ fn link_ok(link: *mut *mut c_void, who: &'static [u8]) -> bool {
 /// memory outside the heap, which never dies). `obj` at a free heap slot gets
 /// a warning and `GC_UNIMPLEMENTED`.
 fn register_link(link: *mut *mut c_void, obj: *const c_void, long: bool) -> c_int {
-    if !link_ok(
-        link,
-        b"GC Warning: a disappearing link must be a non-NULL, aligned address, not %p\n\0",
-    ) {
+    if !link_ok(link, b"GC Warning: a disappearing link must be a non-NULL, aligned address, not %p\n\0") {
         return GC_UNIMPLEMENTED;
     }
     ffi_boundary!(GC_NO_MEMORY, {
@@ -1213,19 +1175,13 @@ fn register_link(link: *mut *mut c_void, obj: *const c_void, long: bool) -> c_in
             Err(PinError::NotGcPointer) | Err(PinError::Null) => obj as usize,
             Err(_) => {
                 drop(g);
-                warn(
-                    b"GC Warning: a disappearing link to a free heap slot, %p; not registered\n\0",
-                    obj as usize,
-                );
+                warn(b"GC Warning: a disappearing link to a free heap slot, %p; not registered\n\0", obj as usize);
                 return GC_UNIMPLEMENTED;
             }
         };
         if target == 0 {
             drop(g);
-            warn(
-                b"GC Warning: a disappearing link to NULL (link %p); not registered\n\0",
-                link as usize,
-            );
+            warn(b"GC Warning: a disappearing link to NULL (link %p); not registered\n\0", link as usize);
             return GC_UNIMPLEMENTED;
         }
         match h.links.register(link as usize, target, long) {
@@ -1236,10 +1192,7 @@ fn register_link(link: *mut *mut c_void, obj: *const c_void, long: bool) -> c_in
 }
 
 #[no_mangle]
-pub extern "C" fn GC_general_register_disappearing_link(
-    link: *mut *mut c_void,
-    obj: *const c_void,
-) -> c_int {
+pub extern "C" fn GC_general_register_disappearing_link(link: *mut *mut c_void, obj: *const c_void) -> c_int {
     register_link(link, obj, false)
 }
 
@@ -1250,10 +1203,7 @@ pub extern "C" fn GC_general_register_disappearing_link(
 pub extern "C" fn GC_register_disappearing_link(link: *mut *mut c_void) -> c_int {
     let base = GC_base(link as *mut c_void);
     if base.is_null() {
-        warn(
-            b"GC Warning: GC_register_disappearing_link of a link outside the heap, %p\n\0",
-            link as usize,
-        );
+        warn(b"GC Warning: GC_register_disappearing_link of a link outside the heap, %p\n\0", link as usize);
         return GC_UNIMPLEMENTED;
     }
     register_link(link, base, false)
@@ -1283,10 +1233,7 @@ pub extern "C" fn GC_unregister_long_link(link: *mut *mut c_void) -> c_int {
 }
 
 fn move_link(link: *mut *mut c_void, new_link: *mut *mut c_void, long: bool) -> c_int {
-    if !link_ok(
-        new_link,
-        b"GC Warning: a disappearing link must be a non-NULL, aligned address, not %p\n\0",
-    ) {
+    if !link_ok(new_link, b"GC Warning: a disappearing link must be a non-NULL, aligned address, not %p\n\0") {
         return GC_UNIMPLEMENTED;
     }
     ffi_boundary!(GC_NO_MEMORY, {
@@ -1304,10 +1251,7 @@ fn move_link(link: *mut *mut c_void, new_link: *mut *mut c_void, long: bool) -> 
 /// `GC_SUCCESS`, `GC_DUPLICATE` (`new_link` is registered already) or
 /// `GC_NOT_FOUND` (`link` is not registered).
 #[no_mangle]
-pub extern "C" fn GC_move_disappearing_link(
-    link: *mut *mut c_void,
-    new_link: *mut *mut c_void,
-) -> c_int {
+pub extern "C" fn GC_move_disappearing_link(link: *mut *mut c_void, new_link: *mut *mut c_void) -> c_int {
     move_link(link, new_link, false)
 }
 
@@ -1329,12 +1273,7 @@ struct StartInfo {
 extern "C" fn thread_start(info: *mut c_void) -> *mut c_void {
     let _ = ffi_boundary!(None, { heap().current_or_register() });
     // SAFETY: `info` is the StartInfo GC_pthread_create made for us.
-    let (start, arg) = unsafe {
-        (
-            (*(info as *mut StartInfo)).start,
-            (*(info as *mut StartInfo)).arg,
-        )
-    };
+    let (start, arg) = unsafe { ((*(info as *mut StartInfo)).start, (*(info as *mut StartInfo)).arg) };
     GC_free(info);
     let arg = std::hint::black_box(arg);
     match start {
@@ -1376,10 +1315,7 @@ pub unsafe extern "C" fn GC_pthread_create(
 /// # Safety
 /// As `pthread_join`.
 #[no_mangle]
-pub unsafe extern "C" fn GC_pthread_join(
-    thread: libc::pthread_t,
-    retval: *mut *mut c_void,
-) -> c_int {
+pub unsafe extern "C" fn GC_pthread_join(thread: libc::pthread_t, retval: *mut *mut c_void) -> c_int {
     // SAFETY: the caller's arguments, as pthread_join takes them.
     unsafe { libc::pthread_join(thread, retval) }
 }
@@ -1417,11 +1353,7 @@ pub unsafe extern "C-unwind" fn GC_pthread_exit(retval: *mut c_void) -> ! {
 /// # Safety
 /// As `pthread_sigmask`.
 #[no_mangle]
-pub unsafe extern "C" fn GC_pthread_sigmask(
-    how: c_int,
-    set: *const libc::sigset_t,
-    old: *mut libc::sigset_t,
-) -> c_int {
+pub unsafe extern "C" fn GC_pthread_sigmask(how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int {
     if set.is_null() || how == libc::SIG_UNBLOCK {
         // SAFETY: as pthread_sigmask.
         return unsafe { libc::pthread_sigmask(how, set, old) };
@@ -1512,9 +1444,7 @@ pub extern "C" fn GC_get_stack_base(sb: *mut GC_stack_base) -> c_int {
 /// Calls `f(sb, arg)` with the calling thread's stack base.
 #[no_mangle]
 pub extern "C" fn GC_call_with_stack_base(f: GC_stack_base_func, arg: *mut c_void) -> *mut c_void {
-    let mut sb = GC_stack_base {
-        mem_base: std::ptr::null_mut(),
-    };
+    let mut sb = GC_stack_base { mem_base: std::ptr::null_mut() };
     if GC_get_stack_base(&mut sb) != GC_SUCCESS {
         // The frame we are in is as good a base as libgc's own fallback.
         sb.mem_base = std::ptr::addr_of_mut!(sb) as *mut c_void;
@@ -1610,12 +1540,7 @@ pub extern "C" fn GC_debug_malloc_replacement(bytes: usize) -> *mut c_void {
 }
 
 #[no_mangle]
-pub extern "C" fn GC_debug_realloc(
-    p: *mut c_void,
-    bytes: usize,
-    _file: *const c_char,
-    _line: c_int,
-) -> *mut c_void {
+pub extern "C" fn GC_debug_realloc(p: *mut c_void, bytes: usize, _file: *const c_char, _line: c_int) -> *mut c_void {
     GC_realloc(p, bytes)
 }
 
@@ -1630,21 +1555,12 @@ pub extern "C" fn GC_debug_free(p: *mut c_void) {
 }
 
 #[no_mangle]
-pub extern "C" fn GC_debug_strdup(
-    s: *const c_char,
-    _file: *const c_char,
-    _line: c_int,
-) -> *mut c_char {
+pub extern "C" fn GC_debug_strdup(s: *const c_char, _file: *const c_char, _line: c_int) -> *mut c_char {
     GC_strdup(s)
 }
 
 #[no_mangle]
-pub extern "C" fn GC_debug_strndup(
-    s: *const c_char,
-    n: usize,
-    _file: *const c_char,
-    _line: c_int,
-) -> *mut c_char {
+pub extern "C" fn GC_debug_strndup(s: *const c_char, n: usize, _file: *const c_char, _line: c_int) -> *mut c_char {
     GC_strndup(s, n)
 }
 
@@ -1676,11 +1592,7 @@ const GC_NO_SPACE: c_int = 1;
 /// gcpin keeps no back pointers: clears the out-parameters and answers
 /// `GC_NO_SPACE`, as libgc does when built without them.
 #[no_mangle]
-pub extern "C" fn GC_get_back_ptr_info(
-    _dest: *mut c_void,
-    base: *mut *mut c_void,
-    offset: *mut usize,
-) -> c_int {
+pub extern "C" fn GC_get_back_ptr_info(_dest: *mut c_void, base: *mut *mut c_void, offset: *mut usize) -> c_int {
     if !base.is_null() {
         // SAFETY: a non-NULL out-parameter from the caller.
         unsafe { *base = std::ptr::null_mut() };

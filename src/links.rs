@@ -54,9 +54,7 @@ pub struct LinkTable {
 
 impl LinkTable {
     pub const fn new() -> LinkTable {
-        LinkTable {
-            tables: Mutex::new([BTreeMap::new(), BTreeMap::new()]),
-        }
+        LinkTable { tables: Mutex::new([BTreeMap::new(), BTreeMap::new()]) }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut [Table; 2]) -> R) -> R {

@@ -25,8 +25,8 @@
 //! they are all clear outside a cycle (the sweep clears them).
 
 use crate::heap::Heap;
-use crate::pagealloc::PageAlloc;
 use crate::os;
+use crate::pagealloc::PageAlloc;
 use crate::pinner;
 use crate::roots::LoadedObjects;
 use crate::span::Span;
@@ -85,7 +85,17 @@ impl Marker {
     pub fn with_capacity(cap: usize) -> Marker {
         let bytes = cap * std::mem::size_of::<(usize, usize)>();
         let stack = os::reserve(bytes).unwrap_or_else(|| os::throw("cannot reserve the mark stack"));
-        Marker { last_span: std::ptr::null_mut(), last_lo: 0, last_len: 0, stack: stack as *mut _, cap, len: 0, high_water: 0, overflowed: false, overflow_rescans: 0 }
+        Marker {
+            last_span: std::ptr::null_mut(),
+            last_lo: 0,
+            last_len: 0,
+            stack: stack as *mut _,
+            cap,
+            len: 0,
+            high_water: 0,
+            overflowed: false,
+            overflow_rescans: 0,
+        }
     }
 
     fn reset(&mut self) {
@@ -339,8 +349,9 @@ unsafe fn for_each_stack_range(t: *mut ThreadState, me: *mut ThreadState, sp: us
     let whole_stack = |f: &mut dyn FnMut(usize, usize)| f(os::mapped_run_down(lo, hi), hi);
     if t != me {
         // SAFETY: as above.
-        let (sp, alt_lo, alt_hi) =
-            unsafe { ((*t).stopped_sp.load(Acquire), (*t).stopped_alt_lo.load(Relaxed), (*t).stopped_alt_hi.load(Relaxed)) };
+        let (sp, alt_lo, alt_hi) = unsafe {
+            ((*t).stopped_sp.load(Acquire), (*t).stopped_alt_lo.load(Relaxed), (*t).stopped_alt_hi.load(Relaxed))
+        };
         if sp == 0 || sp >= hi {
             return;
         }
@@ -389,7 +400,15 @@ const OTHER_STACK_MAX: usize = 8 << 20;
 /// are live, `sp` is on the calling thread's current stack (below every frame
 /// that may hold a pointer) and `loaded` was read with the loader's list
 /// locked, which it still is.
-pub unsafe fn mark(h: &Heap, m: &mut Marker, w: &Threads, me: *mut ThreadState, sp: usize, loaded: &LoadedObjects, pa: &PageAlloc) {
+pub unsafe fn mark(
+    h: &Heap,
+    m: &mut Marker,
+    w: &Threads,
+    me: *mut ThreadState,
+    sp: usize,
+    loaded: &LoadedObjects,
+    pa: &PageAlloc,
+) {
     m.reset();
     // SAFETY: the caller's contract: the world is stopped; every range scanned below
     // is mapped and readable: loaded segments (the loader's list is locked),

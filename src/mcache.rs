@@ -122,7 +122,8 @@ impl Mcache {
                     first = Some((w, free));
                 }
             }
-            let (w, free) = first.unwrap_or_else(|| crate::os::throw("heap corruption: a partial span has no free slot"));
+            let (w, free) =
+                first.unwrap_or_else(|| crate::os::throw("heap corruption: a partial span has no free slot"));
             self.entries[spc] = CacheEntry { span: s, free, word: w as u32 };
             h.pacer.note_allocated(free_slots * (*s).elemsize);
         }

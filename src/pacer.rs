@@ -49,7 +49,12 @@ pub struct Pacer {
 impl Pacer {
     pub fn new(gc_percent: Option<u64>) -> Pacer {
         let first = if gc_percent.is_some() { MIN_HEAP } else { usize::MAX };
-        Pacer { gc_percent, heap_live: AtomicUsize::new(0), next_gc: AtomicUsize::new(first), gc_wanted: AtomicBool::new(false) }
+        Pacer {
+            gc_percent,
+            heap_live: AtomicUsize::new(0),
+            next_gc: AtomicUsize::new(first),
+            gc_wanted: AtomicBool::new(false),
+        }
     }
 
     /// Counts `bytes` towards the next collection's trigger.

@@ -58,7 +58,8 @@ impl PageAlloc {
         let bytes = npages.div_ceil(64) * 8;
         let used = os::reserve(bytes)? as *mut u64;
         let dirty = os::reserve(bytes)? as *mut u64;
-        let mut pa = PageAlloc { used, dirty, npages, high_water: 1, in_use: 0, free_dirty: 0, hint: 1, scavenged_at_ns: 0 };
+        let mut pa =
+            PageAlloc { used, dirty, npages, high_water: 1, in_use: 0, free_dirty: 0, hint: 1, scavenged_at_ns: 0 };
         set_bit(pa.used, 0, true); // page 0 is reserved, see the invariants
         pa.in_use = 0;
         Some(pa)

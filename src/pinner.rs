@@ -37,14 +37,13 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::*};
 
 use crate::alloc::{malloc, zero_base};
-use crate::pinbits::{self, slot, PinBits, STATE_MASK};
 use crate::heap::{AllocFail, Heap};
 use crate::os;
+use crate::pinbits::{self, slot, PinBits, STATE_MASK};
 use crate::sizeclass::BITMAP_WORDS;
 use crate::span::Span;
 use crate::specials::{free_special, new_special, KIND_PIN_COUNTER};
 use crate::threads::InRuntime;
-
 
 /// The pin state (0..=3) of object `idx`.
 #[inline]
@@ -651,7 +650,8 @@ fn new_inner(g: &InRuntime, h: &Heap) -> Result<(*mut InnerPinner, bool), PinErr
     let s = h.span_of_heap(a);
     // SAFETY: `a` is the object we just allocated in span `s`.
     let idx = unsafe { (*s).index_of(a) };
-    crate::finalizer::set(s, idx, Some(inner_pinner_finalizer), std::ptr::null_mut()).map_err(|_| PinError::NoMemory)?;
+    crate::finalizer::set(s, idx, Some(inner_pinner_finalizer), std::ptr::null_mut())
+        .map_err(|_| PinError::NoMemory)?;
     Ok((inner, true))
 }
 
@@ -678,7 +678,8 @@ fn reserve(g: &InRuntime, h: &Heap, inner: *mut InnerPinner, extra: usize) -> Re
             return Ok(());
         }
         let new_cap = need.max((*inner).cap() * 2).max(16);
-        let arr = malloc(g, h, new_cap * std::mem::size_of::<usize>(), true).map_err(|_| PinError::NoMemory)? as *mut usize;
+        let arr =
+            malloc(g, h, new_cap * std::mem::size_of::<usize>(), true).map_err(|_| PinError::NoMemory)? as *mut usize;
         std::ptr::copy_nonoverlapping((*inner).refs(), arr, (*inner).len());
         (*inner).store = [0; INLINE_REFS];
         (*inner).spill = arr;

@@ -110,7 +110,11 @@ pub fn with_loaded_objects<R, F: FnOnce(&LoadedObjects) -> R>(f: F) -> R {
             f: Option<F>,
             result: Option<std::thread::Result<R>>,
         }
-        extern "C" fn collect_one(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+        extern "C" fn collect_one(
+            info: *mut libc::dl_phdr_info,
+            _size: libc::size_t,
+            data: *mut libc::c_void,
+        ) -> libc::c_int {
             // SAFETY: dl_iterate_phdr passes a valid info for the duration of
             // the call, and `data` is the LoadedObjects below.
             unsafe { add_object(&*info, &mut *(data as *mut LoadedObjects)) };

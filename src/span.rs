@@ -34,7 +34,6 @@ use crate::pinbits::{self, PinBits};
 use crate::sizeclass::{self, BITMAP_WORDS, PAGE_SIZE};
 use crate::specials::SpecialList;
 
-
 /// Mark bits: one per object, touched only by the collector.
 pub type MarkBits = BitArray<[u64; BITMAP_WORDS], Lsb0>;
 
@@ -112,7 +111,8 @@ impl Span {
         // SAFETY: idx < nelems <= MAX_OBJECTS_PER_SPAN (checked first; the bound
         // is sizeclass's invariant, and a zeroed record has nelems 0), so
         // idx / 64 < BITMAP_WORDS. Unchecked: this is on the mark loop's path.
-        idx < self.nelems as usize && unsafe { self.alloc.get_unchecked(idx / 64) }.load(Relaxed) & (1 << (idx % 64)) != 0
+        idx < self.nelems as usize
+            && unsafe { self.alloc.get_unchecked(idx / 64) }.load(Relaxed) & (1 << (idx % 64)) != 0
     }
 
     /// Number of allocated objects.

@@ -7,7 +7,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
-
 /// What `gc_get_stats` reports. Every field is a plain count in bytes, objects,
 /// cycles or nanoseconds.
 #[repr(C)]

@@ -37,7 +37,8 @@ pub fn sweep(h: &Heap, links: &LinkTable, pa: &mut PageAlloc) -> SweepReport {
     for c in &h.central {
         c.partial.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
-    let mut r = SweepReport { live_bytes: 0, live_objects: 0, freed_spans: 0, finalizers_queued: 0, allocated_since_last: 0 };
+    let mut r =
+        SweepReport { live_bytes: 0, live_objects: 0, freed_spans: 0, finalizers_queued: 0, allocated_since_last: 0 };
     links.clear_unmarked(h);
     let high_water = pa.high_water;
     // SAFETY: the world is stopped: no thread allocates, pins or frees, and no

@@ -42,12 +42,7 @@ pub struct TlsModule {
 
 /// The calling thread's thread pointer, or 0 where TLS is not scanned.
 pub fn thread_pointer() -> usize {
-    #[cfg(all(
-        target_os = "linux",
-        target_env = "gnu",
-        target_arch = "x86_64",
-        not(miri)
-    ))]
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64", not(miri)))]
     {
         let tp: usize;
         // SAFETY: reads the first word of the thread control block, which the
@@ -57,18 +52,11 @@ pub fn thread_pointer() -> usize {
         };
         tp
     }
-    #[cfg(all(
-        target_os = "linux",
-        target_env = "gnu",
-        target_arch = "aarch64",
-        not(miri)
-    ))]
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "aarch64", not(miri)))]
     {
         let tp: usize;
         // SAFETY: reads the thread pointer register; no memory is touched.
-        unsafe {
-            std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nomem, nostack, preserves_flags))
-        };
+        unsafe { std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nomem, nostack, preserves_flags)) };
         tp
     }
     #[cfg(not(all(
@@ -112,10 +100,7 @@ pub unsafe fn for_each_block(tp: usize, modules: &[TlsModule], mut f: impl FnMut
     // SAFETY: aligned and mapped (checked); stopped threads unmap nothing.
     let dtv = unsafe { std::ptr::read_volatile((tp + DTV_OFFSET) as *const usize) };
     // The slot count, dtv[-1], and the slots up to the highest module id.
-    let (Some(lo), Some(hi)) = (
-        dtv.checked_sub(SLOT),
-        dtv.checked_add((max_modid + 1) * SLOT),
-    ) else {
+    let (Some(lo), Some(hi)) = (dtv.checked_sub(SLOT), dtv.checked_add((max_modid + 1) * SLOT)) else {
         return;
     };
     if !dtv.is_multiple_of(WORD) || !mapped(lo, hi) {
@@ -168,11 +153,7 @@ mod tests {
             let mut found = false;
             // SAFETY: the calling thread's own blocks, the loader list locked.
             unsafe { for_each_block(tp, &objs.tls, |lo, hi| found |= lo <= addr && addr < hi) };
-            assert!(
-                found,
-                "no TLS block holds {addr:#x} (modules {:?})",
-                objs.tls
-            );
+            assert!(found, "no TLS block holds {addr:#x} (modules {:?})", objs.tls);
         });
     }
 }

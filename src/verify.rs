@@ -5,8 +5,8 @@
 //! builds also check the page invariants after every cycle. It allocates nothing.
 
 use crate::heap::Heap;
-use crate::pagealloc::PageAlloc;
 use crate::os::throw;
+use crate::pagealloc::PageAlloc;
 use crate::pinner;
 use crate::sizeclass::BITMAP_WORDS;
 use crate::span::Span;
