@@ -457,3 +457,121 @@ pub unsafe fn mark(
         m.recover_overflow(h, pa);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Marking and sweeping on a heap of the test's own (single-threaded, no
+    //! signals): objects come from an mcache the test owns, roots are ranges
+    //! it registers, and no thread is scanned.
+    use super::*;
+    use crate::config::Config;
+    use crate::links::LinkTable;
+    use crate::mcache::Mcache;
+    use crate::sizeclass::size_to_class;
+    use crate::sweep::sweep;
+
+    fn test_heap() -> Box<Heap> {
+        Box::new(Heap::new(Config::from_lookup(
+            |k| (k == "GCPIN_MAX_HEAP").then(|| "64M".to_string()),
+            |w| panic!("{w}"),
+        )))
+    }
+
+    /// Span class of scanned (or noscan) objects of `size` bytes.
+    fn class(size: usize, noscan: bool) -> usize {
+        size_to_class(size) << 1 | noscan as usize
+    }
+
+    fn alloc(h: &Heap, mc: &mut Mcache, spc: usize) -> usize {
+        mc.alloc(h, spc).expect("the test heap has room").0
+    }
+
+    fn allocated(h: &Heap, p: usize) -> bool {
+        let s = h.span_of_heap(p);
+        // SAFETY: a span of the test's heap, which no other thread uses.
+        !s.is_null() && unsafe { (*s).is_allocated((*s).index_of(p)) }
+    }
+
+    /// A full cycle on the test heap: mcache emptied, mark from the root
+    /// ranges, sweep. Returns the sweep's report and the marker.
+    fn collect(h: &Heap, mc: &mut Mcache, m: &mut Marker) -> crate::sweep::SweepReport {
+        mc.release_all(h, false);
+        let mut pa = h.pages.lock().unwrap();
+        let none = Threads { registered: &[], forked_away: &[] };
+        // SAFETY: no other thread uses this heap (the world is trivially
+        // stopped); no thread record is scanned.
+        unsafe { mark(h, m, &none, std::ptr::null_mut(), 0, &LoadedObjects::default(), &pa) };
+        sweep(h, &LinkTable::new(), &mut pa)
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a heap of its own: a 128 MiB arena, too large for Miri")]
+    fn what_a_root_range_reaches_survives_and_the_rest_is_freed() {
+        let h = test_heap();
+        let mut mc = Mcache::new();
+        let spc = class(32, false);
+        let (a, b, c) = (alloc(&h, &mut mc, spc), alloc(&h, &mut mc, spc), alloc(&h, &mut mc, spc));
+        let d = alloc(&h, &mut mc, class(32, true));
+        let e = alloc(&h, &mut mc, spc);
+        // SAFETY: a and d are fresh 32-byte objects of the test's heap.
+        unsafe {
+            *(a as *mut usize).add(3) = b + 8; // an interior pointer, in the last word
+            *(d as *mut usize) = e; // inside a noscan object: keeps nothing
+        }
+        let roots = Box::new([a, d]);
+        h.roots.add(roots.as_ptr() as usize, std::mem::size_of_val(&*roots)).unwrap();
+        let mut m = Marker::with_capacity(64);
+        let r = collect(&h, &mut mc, &mut m);
+        assert_eq!(r.live_objects, 3, "a, b (through a) and d (a root)");
+        assert!(allocated(&h, a) && allocated(&h, b) && allocated(&h, d));
+        assert!(!allocated(&h, c), "c was never referenced");
+        assert!(!allocated(&h, e), "e was referenced only from inside a noscan object");
+        h.roots.remove(roots.as_ptr() as usize, std::mem::size_of_val(&*roots)).unwrap();
+        assert_eq!(collect(&h, &mut mc, &mut m).live_objects, 0, "without the root range nothing is live");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a heap of its own: a 128 MiB arena, too large for Miri")]
+    fn an_overflowing_mark_stack_loses_nothing() {
+        let h = test_heap();
+        let mut mc = Mcache::new();
+        const WIDE: usize = 500;
+        let table = alloc(&h, &mut mc, class(WIDE * 8, false));
+        let leaves: Vec<usize> = (0..WIDE).map(|_| alloc(&h, &mut mc, class(48, false))).collect();
+        for (i, &leaf) in leaves.iter().enumerate() {
+            // SAFETY: `table` has WIDE words; each leaf has 6.
+            unsafe {
+                *(table as *mut usize).add(i) = leaf;
+                *(leaf as *mut usize) = leaves[(i + 1) % WIDE];
+            }
+        }
+        let roots = Box::new([table]);
+        h.roots.add(roots.as_ptr() as usize, 8).unwrap();
+        let mut m = Marker::with_capacity(4);
+        let r = collect(&h, &mut mc, &mut m);
+        assert!(m.overflow_rescans > 0, "the mark stack did not overflow");
+        assert_eq!(r.live_objects, WIDE + 1);
+        assert!(leaves.iter().all(|&l| allocated(&h, l)));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a heap of its own: a 128 MiB arena, too large for Miri")]
+    fn a_pinned_object_is_a_root_and_stays_allocated() {
+        let h = test_heap();
+        let mut mc = Mcache::new();
+        let spc = class(64, false);
+        let (pinned, reached, lost) = (alloc(&h, &mut mc, spc), alloc(&h, &mut mc, spc), alloc(&h, &mut mc, spc));
+        // SAFETY: fresh objects of the test's heap.
+        unsafe { *(pinned as *mut usize) = reached };
+        let s = h.span_of_heap(pinned);
+        // SAFETY: `pinned` is allocated in `s`.
+        let idx = unsafe { (*s).index_of(pinned) };
+        pinner::pin_object(s, idx).unwrap();
+        let mut m = Marker::with_capacity(64);
+        let r = collect(&h, &mut mc, &mut m);
+        assert_eq!(r.live_objects, 2);
+        assert!(allocated(&h, pinned) && allocated(&h, reached) && !allocated(&h, lost));
+        pinner::unpin_object(s, idx);
+        assert_eq!(collect(&h, &mut mc, &mut m).live_objects, 0, "unpinned, it is garbage");
+    }
+}

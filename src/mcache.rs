@@ -190,3 +190,43 @@ impl Mcache {
         self.entries.iter().map(|e| e.span).filter(|s| !s.is_null())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::sizeclass::{objects_per_span, size_to_class};
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a heap of its own: a 128 MiB arena, too large for Miri")]
+    fn a_cache_hands_out_distinct_slots_and_refills_from_new_spans() {
+        let h =
+            Box::new(Heap::new(Config::from_lookup(|k| (k == "GCPIN_MAX_HEAP").then(|| "64M".to_string()), |_| {})));
+        let mut mc = Mcache::new();
+        let c = size_to_class(48);
+        let spc = c << 1;
+        let per_span = objects_per_span(c);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..per_span * 2 + 1 {
+            let (a, needzero) = mc.alloc(&h, spc).unwrap();
+            assert!(!needzero, "slots of fresh spans are zero");
+            assert!(seen.insert(a), "slot {a:#x} handed out twice");
+            assert_eq!(a % 16, 0);
+            let s = h.span_of_heap(a);
+            // SAFETY: a span of the test's heap, used by this thread only.
+            assert!(!s.is_null() && unsafe { (*s).is_allocated((*s).index_of(a)) });
+        }
+        let spans: std::collections::HashSet<usize> = seen.iter().map(|&a| h.span_of_heap(a) as usize).collect();
+        assert_eq!(spans.len(), 3, "two full spans and a third");
+        assert_eq!(
+            h.pacer.heap_live.load(Relaxed),
+            3 * per_span * crate::sizeclass::CLASS_SIZE[c] as usize,
+            "every refill counts its free slots towards the trigger"
+        );
+        // Giving the cache back puts the partial span in its mcentral, where
+        // the next cache finds it.
+        let current = mc.cached_spans().next().unwrap();
+        mc.release_all(&h, true);
+        assert_eq!(h.central[spc].take(), current);
+    }
+}

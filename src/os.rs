@@ -268,8 +268,24 @@ mod tests {
     #[cfg_attr(miri, ignore = "Miri does not support mincore")]
     fn mapped_runs_stop_at_holes() {
         let page = os_page();
-        let base = reserve(8 * page).unwrap();
-        // SAFETY: unmapping the third page of our own reservation.
+        // Far above where the kernel places mappings of its own choosing (and
+        // above the heap's arena hints), so that no other test's mmap, in a
+        // thread beside this one, fills the hole made below.
+        let want = 0x5a00_0000_0000usize;
+        // SAFETY: a new private mapping at an address nothing uses; with
+        // MAP_FIXED_NOREPLACE the kernel fails rather than replace a mapping.
+        let base = unsafe {
+            libc::mmap(
+                want as *mut libc::c_void,
+                8 * page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        } as usize;
+        assert_eq!(base, want, "cannot map the test range");
+        // SAFETY: unmapping the third page of our own mapping.
         unsafe { libc::munmap((base + 2 * page) as *mut libc::c_void, page) };
         assert_eq!(mapped_run_up(base, base + 8 * page), base + 2 * page);
         assert_eq!(mapped_run_up(base + 3 * page, base + 8 * page), base + 8 * page);
@@ -278,5 +294,7 @@ mod tests {
         assert_eq!(mapped_run_down(base, base + 2 * page), base);
         assert!(is_readable(base, page).unwrap());
         assert!(!is_readable(base, 3 * page).unwrap());
+        // SAFETY: our own mapping, hole included.
+        unsafe { libc::munmap(base as *mut libc::c_void, 8 * page) };
     }
 }
