@@ -26,9 +26,9 @@
 //! The inner pinner. A `gc_pinner` (one word, zeroed by the user) points to an
 //! `InnerPinner`: a 64-byte collected object with room for 5 references inline;
 //! more spill into a collected array that is kept across unpins, so a pinner
-//! reused for a big batch allocates nothing [seed 000]. Each thread caches one
+//! reused for a big batch allocates nothing [Go: "runtime: let Pinner preallocate a reusable ref array"]. Each thread caches one
 //! free inner pinner; `pinner_unpin` puts it there, every collection empties the
-//! caches [seed 001]. Every inner pinner carries a finalizer set when it is first
+//! caches [Go: "runtime: cache inner pinner on P"]. Every inner pinner carries a finalizer set when it is first
 //! allocated: if a collection finds it unreachable while it still holds pins, the
 //! leak handler runs (default: message and abort). The objects of a leaked pinner
 //! stay pinned for ever: the kernel may still write into them.
@@ -345,7 +345,7 @@ fn unpack_ref(r: usize) -> (*mut Span, usize) {
     ((r & ((1 << 48) - 1)) as *mut Span, r >> 48)
 }
 
-/// Number of references an inner pinner holds inline [seed 000: 64-byte pinner].
+/// Number of references an inner pinner holds inline [Go: pinner.go's pinnerRefStoreSize, from "runtime: let Pinner preallocate a reusable ref array"].
 pub const INLINE_REFS: usize = 5;
 const PINNER_MAGIC: u32 = 0x5049_4e52; // "PINR"
 
@@ -838,7 +838,7 @@ pub fn unpin_one_fast(g: &InRuntime, h: &Heap, p: &mut gc_pinner) -> bool {
 }
 
 /// After an unpin: the now empty inner pinner becomes the thread's cached one
-/// (and `p` lets go of it) unless the thread has one already [seed 001].
+/// (and `p` lets go of it) unless the thread has one already [Go: "runtime: cache inner pinner on P"].
 ///
 /// # Safety
 /// `claim` holds `p`'s valid inner pinner, which holds no references.

@@ -1,4 +1,4 @@
-//! Span sets and the lock-free pool of their blocks [Go: mspanset.go, seed 004].
+//! Span sets and the lock-free pool of their blocks [Go: mspanset.go, "runtime: manage a pool of spanSetBlocks and free them eagerly"].
 //!
 //! A `SpanSet` holds span pointers in fixed-size blocks chained as a stack. Blocks
 //! come from one process-wide `BlockPool` and go back to it as soon as they empty,
