@@ -29,8 +29,9 @@ use crate::roots;
 use crate::runtime::Runtime;
 use crate::sizeclass::PAGE_SIZE;
 use crate::stats::gc_stats;
+use crate::stopworld::{start_the_world, stop_the_world, with_spilled_registers};
 use crate::sweep;
-use crate::threads::{self, start_the_world, stop_the_world, ThreadState, World};
+use crate::threads::{ThreadState, World};
 use crate::worldlock::WorldGuard;
 
 /// What one cycle did, for the trace and the statistics.
@@ -148,7 +149,7 @@ fn stopped_part(
     let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
     let heap_before = pa.in_use * PAGE_SIZE;
     let marker = h.marker(w);
-    threads::with_spilled_registers(|sp| {
+    with_spilled_registers(|sp| {
         let all = mark::Threads { registered: &w.threads, forked_away: &w.forked_away };
         // SAFETY: the world is stopped and the page lock held; the records
         // are the registry's; `sp` is below this frame; the loader's list is

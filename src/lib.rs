@@ -21,8 +21,9 @@
 //!   explicit free.
 //! - `pacer` [mgcpacer]: the live-heap count, the one goal (`next_gc`), the
 //!   trigger and the pace of releasing memory.
-//! - `worldlock`, `threads`: the fair lock around the registry of threads;
-//!   registration, the in-runtime guard, signal-based stop-the-world.
+//! - `worldlock`, `threads`, `stopworld`: the fair lock around the registry of
+//!   threads; registration and the in-runtime guard; signal-based
+//!   stop-the-world.
 //! - `tls`: the `__thread` blocks of every registered thread, found through
 //!   glibc's dynamic thread vector.
 //! - `gc` [mgc]: the cycle; `mark` [mgcmark] and `sweep` [mgcsweep] its halves;
@@ -54,7 +55,7 @@
 //! 6. heap
 //! 7. links, mcache
 //! 8. sweep, threads
-//! 9. alloc, finalizer
+//! 9. alloc, finalizer, stopworld
 //! 10. pinner
 //! 11. free, mark, verify
 //! 12. runtime
@@ -107,6 +108,7 @@ pub(crate) mod span;
 pub(crate) mod spanset;
 pub(crate) mod specials;
 pub(crate) mod stats;
+pub(crate) mod stopworld;
 pub(crate) mod sweep;
 pub(crate) mod threads;
 pub(crate) mod tls;

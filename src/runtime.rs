@@ -32,6 +32,7 @@ use crate::heap::Heap;
 use crate::links::LinkTable;
 use crate::mark::Marker;
 use crate::os;
+use crate::stopworld;
 use crate::threads::{self, World};
 use crate::worldlock::{WorldGuard, WorldLock};
 
@@ -139,7 +140,7 @@ fn runtime_slow() -> &'static Runtime {
     let rt: &'static Runtime = unsafe { &*mem };
     // The suspend signal's handler and the thread key, before any thread can
     // register, also under the init lock.
-    threads::setup(rt.config.sig_suspend);
+    threads::setup(rt.config.sig_suspend, stopworld::suspend_handler);
     RUNTIME.store(mem, Release);
     rt
 }
@@ -176,7 +177,7 @@ extern "C" fn fork_prepare() {
     // and will own the world.
     let Some(me) = threads::register(&rt.heap, &rt.world) else { return };
     let w = threads::lock_world(&rt.world);
-    threads::stop_the_world(&w, me);
+    stopworld::stop_the_world(&w, me);
     // SAFETY: see above.
     unsafe { *std::ptr::addr_of_mut!(FORK_GUARD) = Some(w) };
 }
@@ -185,7 +186,7 @@ extern "C" fn fork_parent() {
     // SAFETY: see fork_prepare.
     unsafe {
         if let Some(w) = (*std::ptr::addr_of_mut!(FORK_GUARD)).take() {
-            threads::start_the_world();
+            stopworld::start_the_world();
             drop(w);
         }
         drop((*std::ptr::addr_of_mut!(FORK_INIT_GUARD)).take());
@@ -214,7 +215,7 @@ extern "C" fn fork_child() {
             (*me).pthread = libc::pthread_self();
             (*me).tid = os::gettid();
         }
-        threads::forget_stopped_threads();
+        stopworld::forget_stopped_threads();
         rt.finq.forget_thread();
         drop(w);
         rt.world.forget_waiters();
