@@ -23,10 +23,11 @@ use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::alloc::{malloc, zero_base};
+use crate::cgocheck::{self, CheckError};
 use crate::finalizer;
 use crate::gc;
 use crate::heap::{AllocFail, Heap};
-use crate::pinner::{self, gc_leak_fn, gc_pinner, CheckError, PinError, Target};
+use crate::pinner::{self, gc_leak_fn, gc_pinner, PinError, Target};
 use crate::runtime::{runtime as heap, Runtime};
 use crate::stats::gc_stats;
 use crate::threads::{self, InRuntime, Refusal, ThreadState};
@@ -564,7 +565,7 @@ pub extern "C" fn gc_check_pointer(ptr: *const c_void) -> gc_status {
         };
         let h = heap();
         let _g = InRuntime::enter(ts);
-        match pinner::check_pointer(h, ptr as usize) {
+        match cgocheck::check_pointer(h, ptr as usize) {
             Ok(()) => GC_OK,
             Err(CheckError::Null) => GC_ERR_NULL,
             Err(CheckError::NotAllocated) => GC_ERR_NOT_ALLOCATED,

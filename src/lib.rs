@@ -30,7 +30,7 @@
 //!   `roots`: data segments and TLS modules (read with the loader's list
 //!   locked) and registered ranges.
 //! - `pinner` [pinner.go]: pin counts (bits and counter specials), inner
-//!   pinners, the leak check, cgocheck for C.
+//!   pinners, the leak check; `cgocheck`: Go's cgocheck for C.
 //! - `specials`, `finq`, `finalizer` [mfinal]: per-object records; the queue of
 //!   finalizers to run; setting them and the finalizer thread.
 //! - `stats`, `verify`: the statistics counters and the heap-invariant checker.
@@ -57,7 +57,7 @@
 //! 8. sweep, threads
 //! 9. alloc, finalizer, stopworld
 //! 10. pinner
-//! 11. free, mark, verify
+//! 11. cgocheck, free, mark, verify
 //! 12. runtime
 //! 13. gc
 //! 14. capi
@@ -83,6 +83,7 @@
 
 pub(crate) mod alloc;
 pub mod capi;
+pub(crate) mod cgocheck;
 pub(crate) mod config;
 pub(crate) mod finalizer;
 pub(crate) mod finq;

@@ -31,7 +31,8 @@
 //! caches [Go: "runtime: cache inner pinner on P"]. Every inner pinner carries a finalizer set when it is first
 //! allocated: if a collection finds it unreachable while it still holds pins, the
 //! leak handler runs (default: message and abort). The objects of a leaked pinner
-//! stay pinned for ever: the kernel may still write into them.
+//! stay pinned for ever: the kernel may still write into them. (Go's cgocheck
+//! for C, which reads pin states, is `cgocheck`.)
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::*};
@@ -851,48 +852,6 @@ unsafe fn cache_empty_inner(g: &InRuntime, p: &mut gc_pinner, claim: &mut Claim)
         p.impl_ = std::ptr::null_mut();
         claim.cached = true;
     }
-}
-
-/// Go's cgocheck for C: `Err(Unpinned)` if the object at `ptr` holds a pointer
-/// to an unpinned heap object, following pinned objects recursively (a pinned
-/// object handed to C must not lead to unpinned ones either). Non-heap memory is
-/// not checked. Inside the runtime.
-pub fn check_pointer(h: &Heap, ptr: usize) -> Result<(), CheckError> {
-    let (s, idx) = match classify(h, ptr) {
-        Ok(Target::Zero) => return Ok(()),
-        Ok(Target::Object(s, idx)) => (s, idx),
-        Err(PinError::NotGcPointer) => return Ok(()),
-        Err(PinError::Null) => return Err(CheckError::Null),
-        Err(_) => return Err(CheckError::NotAllocated),
-    };
-    let mut visited = std::collections::HashSet::new();
-    let mut work = vec![(s, idx)];
-    while let Some((s, idx)) = work.pop() {
-        // SAFETY: in-use span, allocated object (classified inside the runtime).
-        let (base, size, noscan) = unsafe { ((*s).object_base(idx), (*s).elemsize, (*s).noscan()) };
-        if noscan || !visited.insert(base) {
-            continue;
-        }
-        let mut p = base;
-        while p < base + size {
-            // SAFETY: inside an allocated object, aligned.
-            let w = unsafe { *(p as *const usize) };
-            p += std::mem::size_of::<usize>();
-            let Ok(Target::Object(s2, i2)) = classify(h, w) else { continue };
-            if pin_state(s2, i2) == 0 {
-                return Err(CheckError::Unpinned);
-            }
-            work.push((s2, i2));
-        }
-    }
-    Ok(())
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum CheckError {
-    Null,
-    NotAllocated,
-    Unpinned,
 }
 
 /// Whether `ptr` is pinned: true for memory the collector does not manage. A
