@@ -16,16 +16,7 @@ use crate::sizeclass::PAGE_SIZE;
 use crate::sizeclass::{self, MAX_SMALL_SIZE};
 use crate::threads::InRuntime;
 
-/// The address every zero-size allocation returns [Go: zerobase]. It is not in
-/// the heap, so it is never freed, and pinning it changes nothing.
-#[repr(C, align(16))]
-pub struct ZeroBase([u8; 16]);
-pub static ZERO_BASE: ZeroBase = ZeroBase([0; 16]);
-
-#[inline]
-pub fn zero_base() -> usize {
-    &ZERO_BASE as *const ZeroBase as usize
-}
+pub use crate::heap::zero_base;
 
 /// Allocates `size > 0` bytes; `noscan` objects are never scanned for pointers.
 #[inline(always)]

@@ -26,8 +26,8 @@ use crate::alloc::{malloc, zero_base};
 use crate::cgocheck::{self, CheckError};
 use crate::finalizer;
 use crate::gc;
-use crate::heap::{AllocFail, Heap};
-use crate::pinner::{self, gc_leak_fn, gc_pinner, PinError, Target};
+use crate::heap::{AllocFail, Heap, Target};
+use crate::pinner::{self, gc_leak_fn, gc_pinner, PinError};
 use crate::runtime::{runtime as heap, Runtime};
 use crate::stats::gc_stats;
 use crate::threads::{self, InRuntime, Refusal, ThreadState};
@@ -412,7 +412,7 @@ pub extern "C" fn gc_pin_count(ptr: *const c_void) -> usize {
         let Some(ts) = api_thread_or_errno() else { return 0 };
         let h = heap();
         let _g = InRuntime::enter(ts);
-        match pinner::classify(h, ptr as usize) {
+        match h.find_object(ptr as usize) {
             Ok(Target::Object(s, idx)) => pinner::pin_count(s, idx),
             _ => 0,
         }
@@ -451,10 +451,10 @@ pub extern "C" fn gc_set_finalizer(obj: *mut c_void, f: gc_finalizer_fn, arg: *m
         let h = heap();
         let r = {
             let _g = InRuntime::enter(ts);
-            match pinner::classify(h, obj as usize) {
+            match h.find_object(obj as usize) {
                 Ok(Target::Object(s, idx)) => finalizer::set(s, idx, f, arg).map_err(|_| GC_ERR_NO_MEMORY).map(|_| ()),
                 Ok(Target::Zero) => Err(GC_ERR_INVALID),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(PinError::from(e).into()),
             }
         };
         match r {

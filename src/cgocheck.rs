@@ -8,19 +8,20 @@
 //! unpinned ones either). Memory outside the heap is not checked.
 
 use crate::heap::Heap;
-use crate::pinner::{classify, pin_state, PinError, Target};
+use crate::heap::{FindError, Target};
+use crate::pinner::pin_state;
 
 /// Go's cgocheck for C: `Err(Unpinned)` if the object at `ptr` holds a pointer
 /// to an unpinned heap object, following pinned objects recursively (a pinned
 /// object handed to C must not lead to unpinned ones either). Non-heap memory is
 /// not checked. Inside the runtime.
 pub fn check_pointer(h: &Heap, ptr: usize) -> Result<(), CheckError> {
-    let (s, idx) = match classify(h, ptr) {
+    let (s, idx) = match h.find_object(ptr) {
         Ok(Target::Zero) => return Ok(()),
         Ok(Target::Object(s, idx)) => (s, idx),
-        Err(PinError::NotGcPointer) => return Ok(()),
-        Err(PinError::Null) => return Err(CheckError::Null),
-        Err(_) => return Err(CheckError::NotAllocated),
+        Err(FindError::NotGcPointer) => return Ok(()),
+        Err(FindError::Null) => return Err(CheckError::Null),
+        Err(FindError::NotAllocated) => return Err(CheckError::NotAllocated),
     };
     let mut visited = std::collections::HashSet::new();
     let mut work = vec![(s, idx)];
@@ -35,7 +36,7 @@ pub fn check_pointer(h: &Heap, ptr: usize) -> Result<(), CheckError> {
             // SAFETY: inside an allocated object, aligned.
             let w = unsafe { *(p as *const usize) };
             p += std::mem::size_of::<usize>();
-            let Ok(Target::Object(s2, i2)) = classify(h, w) else { continue };
+            let Ok(Target::Object(s2, i2)) = h.find_object(w) else { continue };
             if pin_state(s2, i2) == 0 {
                 return Err(CheckError::Unpinned);
             }

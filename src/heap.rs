@@ -44,6 +44,36 @@ pub enum AllocFail {
     NoMemory,
 }
 
+/// The address every zero-size allocation returns [Go: zerobase]. It is not in
+/// the heap, so it is never freed, and pinning it changes nothing.
+#[repr(C, align(16))]
+pub struct ZeroBase([u8; 16]);
+pub static ZERO_BASE: ZeroBase = ZeroBase([0; 16]);
+
+#[inline]
+pub fn zero_base() -> usize {
+    &ZERO_BASE as *const ZeroBase as usize
+}
+
+/// Where a pointer points [Go: findObject's answer].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The shared zero-size address.
+    Zero,
+    /// Object `idx` of span `s`, allocated.
+    Object(*mut Span, usize),
+}
+
+/// Why a pointer is at no object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindError {
+    Null,
+    /// Outside the arena: memory the collector does not manage.
+    NotGcPointer,
+    /// In the arena, but at no allocated object (a free slot, a free page).
+    NotAllocated,
+}
+
 /// Off-heap storage for span records.
 pub static SPAN_POOL: FixAlloc = FixAlloc::new(std::mem::size_of::<Span>());
 
@@ -159,6 +189,32 @@ impl Heap {
             return std::ptr::null_mut();
         }
         s
+    }
+
+    /// The allocated object that contains `ptr` (interior pointers allowed)
+    /// [Go: findObject]. Inside the runtime, so the answer stays true until
+    /// the caller leaves it.
+    pub fn find_object(&self, ptr: usize) -> Result<Target, FindError> {
+        if ptr == 0 {
+            return Err(FindError::Null);
+        }
+        if ptr == zero_base() {
+            return Ok(Target::Zero);
+        }
+        if !self.in_arena(ptr) {
+            return Err(FindError::NotGcPointer);
+        }
+        let s = self.span_of_heap(ptr);
+        if s.is_null() {
+            return Err(FindError::NotAllocated);
+        }
+        // SAFETY: an in-use span; its geometry does not change while in use.
+        let idx = unsafe { (*s).index_of(ptr) };
+        // SAFETY: as above.
+        if !unsafe { (*s).is_allocated(idx) } {
+            return Err(FindError::NotAllocated);
+        }
+        Ok(Target::Object(s, idx))
     }
 
     /// Allocates a span of `npages` pages for `spanclass` and publishes it in

@@ -24,9 +24,9 @@ use crate::capi::{ffi_boundary, gc_alloc, gc_alloc_noscan};
 use crate::finalizer;
 use crate::free::Freed;
 use crate::gc;
-use crate::heap::Heap;
+use crate::heap::{Heap, Target};
 use crate::links::LinkError;
-use crate::pinner::{self, PinError, Target};
+use crate::pinner::{self, PinError};
 use crate::runtime::{runtime as heap, runtime_if_exists as heap_if_exists, Runtime};
 use crate::sizeclass::PAGE_SIZE;
 use crate::sizeclass::{CLASS_SIZE, MAX_SMALL_SIZE, NUM_CLASSES};
@@ -241,7 +241,7 @@ fn enter() -> Option<(&'static Runtime, InRuntime)> {
 
 /// The allocated object `p` points into (at its start or inside it).
 fn object_of(h: &Heap, p: *const c_void) -> Result<(*mut Span, usize), PinError> {
-    match pinner::classify(h, p as usize)? {
+    match h.find_object(p as usize)? {
         Target::Object(s, idx) => Ok((s, idx)),
         Target::Zero => Err(PinError::NotGcPointer),
     }

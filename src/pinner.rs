@@ -37,8 +37,8 @@
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::*};
 
-use crate::alloc::{malloc, zero_base};
-use crate::heap::{AllocFail, Heap};
+use crate::alloc::malloc;
+use crate::heap::{AllocFail, FindError, Heap, Target};
 use crate::os;
 use crate::pinbits::{self, slot, PinBits, STATE_MASK};
 use crate::sizeclass::BITMAP_WORDS;
@@ -287,15 +287,6 @@ pub fn pin_count(s: *mut Span, idx: usize) -> usize {
     2 + unsafe { (*sp).count }
 }
 
-/// Where a pointer points, for the pin and check entry points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// The shared zero-size address.
-    Zero,
-    /// Object `idx` of span `s`, allocated.
-    Object(*mut Span, usize),
-}
-
 /// Why a pointer cannot be pinned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PinError {
@@ -306,29 +297,14 @@ pub enum PinError {
     Invalid,
 }
 
-/// Classifies `ptr`. Inside the runtime (so the answer stays true until the
-/// caller leaves it).
-pub fn classify(h: &Heap, ptr: usize) -> Result<Target, PinError> {
-    if ptr == 0 {
-        return Err(PinError::Null);
+impl From<FindError> for PinError {
+    fn from(e: FindError) -> PinError {
+        match e {
+            FindError::Null => PinError::Null,
+            FindError::NotGcPointer => PinError::NotGcPointer,
+            FindError::NotAllocated => PinError::NotAllocated,
+        }
     }
-    if ptr == zero_base() {
-        return Ok(Target::Zero);
-    }
-    if !h.in_arena(ptr) {
-        return Err(PinError::NotGcPointer);
-    }
-    let s = h.span_of_heap(ptr);
-    if s.is_null() {
-        return Err(PinError::NotAllocated);
-    }
-    // SAFETY: an in-use span; its geometry does not change while in use.
-    let idx = unsafe { (*s).index_of(ptr) };
-    // SAFETY: as above.
-    if !unsafe { (*s).is_allocated(idx) } {
-        return Err(PinError::NotAllocated);
-    }
-    Ok(Target::Object(s, idx))
 }
 
 /// A pinner's reference to a pinned object: its span record and object index,
@@ -571,7 +547,7 @@ fn used_by_two_threads(other: u32, me: u32) -> ! {
 /// pinner was made (its finalizer needs the finalizer thread).
 #[inline]
 pub fn pin_one(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptr: usize) -> Result<bool, PinError> {
-    let (s, idx) = match classify(h, ptr)? {
+    let (s, idx) = match h.find_object(ptr)? {
         Target::Zero => return Ok(false),
         Target::Object(s, idx) => (s, idx),
     };
@@ -612,7 +588,7 @@ fn claim_inner(g: &InRuntime, h: &Heap, p: &mut gc_pinner) -> Result<(*mut Inner
 /// geometry).
 #[inline(always)]
 pub fn pin_one_fast(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptr: usize) -> bool {
-    let Ok(Target::Object(s, idx)) = classify(h, ptr) else { return false };
+    let Ok(Target::Object(s, idx)) = h.find_object(ptr) else { return false };
     let (inner, _claim) = match inner_of(h, p) {
         Ok(inner) if !inner.is_null() => (inner, Claim::new(p, inner, g)),
         Ok(_) => {
@@ -693,7 +669,7 @@ fn reserve(g: &InRuntime, h: &Heap, inner: *mut InnerPinner, extra: usize) -> Re
 pub fn pin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptrs: &[usize]) -> Result<bool, PinError> {
     let mut heap_objects = 0;
     for &ptr in ptrs {
-        if let Target::Object(..) = classify(h, ptr)? {
+        if let Target::Object(..) = h.find_object(ptr)? {
             heap_objects += 1;
         }
     }
@@ -704,7 +680,7 @@ pub fn pin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptrs: &[usize]) -> Re
     reserve(g, h, inner, heap_objects)?;
     let mut done = 0usize;
     for &ptr in ptrs {
-        let Ok(Target::Object(s, idx)) = classify(h, ptr) else { continue };
+        let Ok(Target::Object(s, idx)) = h.find_object(ptr) else { continue };
         if pin_object(s, idx).is_err() {
             // Out of memory for a pin counter: undo this call's pins.
             // SAFETY: the refs we appended below are ours to undo.
