@@ -185,6 +185,30 @@ impl Mcache {
         true
     }
 
+    /// Checks the invariants at the top of this file. Aborts on a violation.
+    /// The world is stopped.
+    pub fn verify(&self) {
+        for (spc, e) in self.entries.iter().enumerate() {
+            if e.span.is_null() {
+                continue;
+            }
+            // SAFETY: a cached span is in use (the invariant checked here),
+            // and with the world stopped no one changes it.
+            unsafe {
+                let s = &*e.span;
+                if !s.in_use() || s.spanclass as usize != spc || !s.cached.load(Relaxed) {
+                    crate::os::throw(
+                        "heap corruption: an mcache holds a span that is free, of another class or not cached",
+                    );
+                }
+                let w = e.word as usize;
+                if w >= s.bitmap_words() || e.free & (s.alloc[w].load(Relaxed) | !s.word_mask(w)) != 0 {
+                    crate::os::throw("heap corruption: an mcache's free bits name allocated or missing slots");
+                }
+            }
+        }
+    }
+
     /// Spans currently cached (for the heap verifier).
     pub fn cached_spans(&self) -> impl Iterator<Item = *mut Span> + '_ {
         self.entries.iter().map(|e| e.span).filter(|s| !s.is_null())

@@ -166,6 +166,31 @@ impl SpanSet {
         self.len = 0;
     }
 
+    /// Checks the invariants at the top of this file that a set can see of
+    /// itself: every block but the top one is full, the top one is non-empty,
+    /// and `len` counts the entries. Aborts on a violation. The owner's lock
+    /// is held.
+    pub fn verify(&self) {
+        let mut b = self.top;
+        let mut n = 0;
+        // SAFETY: blocks on the chain are owned by this set.
+        unsafe {
+            if !b.is_null() && (*b).used == 0 {
+                crate::os::throw("heap corruption: a span set's top block is empty");
+            }
+            while !b.is_null() {
+                if b != self.top && (*b).used != BLOCK_ENTRIES {
+                    crate::os::throw("heap corruption: a span set block below the top is not full");
+                }
+                n += (*b).used;
+                b = (*b).below;
+            }
+        }
+        if n != self.len {
+            crate::os::throw("heap corruption: a span set's length does not count its entries");
+        }
+    }
+
     /// Calls `f` on every span in the set.
     pub fn for_each(&self, mut f: impl FnMut(*mut Span)) {
         let mut b = self.top;

@@ -21,11 +21,18 @@ pub fn verify(h: &Heap, w: &World, pa: &mut PageAlloc) {
     // specials and sets are quiescent.
     unsafe {
         h.for_each_span(pa.high_water, |s| verify_span(s, w));
-        for c in &h.central {
+        for &t in &w.threads {
+            (*(*t).mcache.get()).verify();
+        }
+        for (spc, c) in h.central.iter().enumerate() {
             let set = c.partial.lock().unwrap_or_else(|e| e.into_inner());
+            set.verify();
             set.for_each(|s| {
                 if !(*s).in_use() || (*s).cached.load(std::sync::atomic::Ordering::Relaxed) {
                     throw("heap corruption: a partial set holds a free or cached span");
+                }
+                if (*s).spanclass as usize != spc {
+                    throw("heap corruption: a partial set holds a span of another class");
                 }
                 if (*s).count_allocated() >= (*s).nelems as usize {
                     throw("heap corruption: a partial set holds a full span");
