@@ -817,3 +817,43 @@ TEST_TIMEOUT(thousands_of_threads_exit_at_once_while_another_collects, 60) {
     gc_collect();
     CHECK_STATUS(gc_verify_heap(), GC_OK);
 }
+
+/* ---------------------------------------------------------------------------
+ * A thread whose program key destructor calls gcpin in every destructor
+ * round: glibc runs gcpin's destructor (which unregisters the thread) before
+ * the program's in each round, and the program's registers the thread again,
+ * also in the last round, after which the thread is gone, still registered.
+ * Collections must not wait for it (nor signal a thread that no longer
+ * exists): the stop finds it gone and drops its record. */
+
+static pthread_key_t late_key;
+static atomic_int late_rounds;
+
+static void late_destructor(void *v) {
+    atomic_fetch_add(&late_rounds, 1);
+    escape(gc_alloc(32));             /* registers the exiting thread again */
+    pthread_setspecific(late_key, v); /* and asks for another round */
+}
+
+static void *late_thread(void *arg) {
+    (void)arg;
+    CHECK_STATUS(gc_thread_register(), GC_OK);
+    pthread_setspecific(late_key, (void *)1);
+    return NULL;
+}
+
+TEST_TIMEOUT(thread_registered_again_by_its_last_key_destructor_does_not_stall_collections, 30) {
+    CHECK_STATUS(gc_thread_register(), GC_OK); /* gcpin's key first: it runs first in each round */
+    REQUIRE(pthread_key_create(&late_key, late_destructor) == 0);
+    for (int k = 0; k < 4; k++) {
+        pthread_t t;
+        start_thread(&t, late_thread, NULL);
+        pthread_join(t, NULL);
+        for (int i = 0; i < 3; i++) {
+            churn_classes(2);
+            gc_collect();
+        }
+    }
+    CHECKF(atomic_load(&late_rounds) >= 8, "only %d destructor rounds", atomic_load(&late_rounds));
+    CHECK_STATUS(gc_verify_heap(), GC_OK);
+}

@@ -226,8 +226,8 @@ pub fn with_world_stopped<R>(
     f: impl FnOnce(&Heap, &World, &mut crate::pagealloc::PageAlloc) -> R,
 ) -> Option<R> {
     let me = h.current_or_register()?;
-    let w = h.lock_world();
-    stop_the_world(&w, me);
+    let mut w = h.lock_world();
+    stop_the_world(&mut w, me);
     let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
     let r = f(h, &w, &mut pa);
     drop(pa);

@@ -176,8 +176,8 @@ extern "C" fn fork_prepare() {
     // The forking thread must be registered: in the child it is the only thread
     // and will own the world.
     let Some(me) = threads::register(&rt.heap, &rt.world) else { return };
-    let w = threads::lock_world(&rt.world);
-    stopworld::stop_the_world(&w, me);
+    let mut w = threads::lock_world(&rt.world);
+    stopworld::stop_the_world(&mut w, me);
     // SAFETY: see above.
     unsafe { *std::ptr::addr_of_mut!(FORK_GUARD) = Some(w) };
 }

@@ -17,7 +17,7 @@
 //! guard). The collector's own registers are spilled to its stack
 //! (`with_spilled_registers`) so that its frames are scanned like the others.
 
-use std::sync::atomic::{AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering::*};
 
 use crate::os;
 use crate::threads::{current, sig_suspend, ThreadState, World, SAVED_REGS};
@@ -161,7 +161,7 @@ fn park(ts: *mut ThreadState, seq: u32, interrupted_sp: usize) {
 /// A thread that has not acknowledged within 100 ms is signalled again (a
 /// thread inside the runtime acknowledges when it leaves it; signals are not
 /// queued, so re-sending is harmless).
-pub fn stop_the_world(world: &World, me: *mut ThreadState) {
+pub fn stop_the_world(world: &mut World, me: *mut ThreadState) {
     // Leave the world running for at least MIN_RUN_NS between two stops. A
     // thread in nanosleep (never restarted by SA_RESTART) or just leaving its
     // handler needs that time to make progress; without it, back-to-back
@@ -174,35 +174,86 @@ pub fn stop_the_world(world: &World, me: *mut ThreadState) {
     }
     let seq = STOP_SEQ.fetch_add(1, SeqCst) + 1;
     debug_assert!(seq & 1 == 1);
-    let signal_unacked = || {
-        for &t in &world.threads {
-            // SAFETY: records in the registry are live while we hold the world lock.
-            unsafe {
-                if t != me && (*t).acked_seq.load(Acquire) != seq {
-                    libc::pthread_kill((*t).pthread, sig_suspend());
-                }
-            }
-        }
-    };
-    signal_unacked();
+    signal_unacked(world, me, seq);
     let mut last_send = os::nanotime();
     loop {
         let bell = ACK_BELL.load(Acquire);
-        // SAFETY: as above.
+        // SAFETY: records in the registry are live while we hold the world lock.
         let all = world.threads.iter().all(|&t| t == me || unsafe { (*t).acked_seq.load(Acquire) } == seq);
         if all {
             return;
         }
         os::futex_wait(&ACK_BELL, bell, Some(1_000_000));
         if os::nanotime() - last_send > 100_000_000 {
-            signal_unacked();
+            signal_unacked(world, me, seq);
             last_send = os::nanotime();
         }
     }
 }
 
+/// Sends the suspend signal to every registered thread but `me` that has not
+/// acknowledged stop `seq`. A thread that no longer exists — it exited
+/// registered, because a key destructor of the program called gcpin in
+/// glibc's last round of destructors, after gcpin's own had unregistered it —
+/// leaves the registry here: it cannot acknowledge, and its stack is gone.
+/// Its record is freed after the restart (`start_the_world`): nothing is
+/// freed with the world stopped.
+fn signal_unacked(world: &mut World, me: *mut ThreadState, seq: u32) {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let mut i = 0;
+    while i < world.threads.len() {
+        let t = world.threads[i];
+        // SAFETY: records in the registry are live while we hold the world
+        // lock; tgkill only names a thread of this process by its id.
+        let gone = unsafe {
+            t != me
+                && (*t).acked_seq.load(Acquire) != seq
+                && libc::syscall(libc::SYS_tgkill, pid, (*t).tid as libc::c_long, sig_suspend() as libc::c_long) != 0
+                && *libc::__errno_location() == libc::ESRCH
+        };
+        if !gone {
+            i += 1;
+            continue;
+        }
+        world.remove(t);
+        // SAFETY: the thread is gone: its mcache and record are ours; its
+        // spans wait for the sweep like every other thread's, and the record
+        // goes on the list of gone ones (no allocation: an intrusive link).
+        unsafe {
+            (*(*t).mcache.get()).release_all((*t).heap, false);
+            let mut head = GONE.load(Relaxed);
+            loop {
+                (*t).next_gone.store(head, Relaxed);
+                match GONE.compare_exchange_weak(head, t, Release, Relaxed) {
+                    Ok(_) => break,
+                    Err(h) => head = h,
+                }
+            }
+        }
+    }
+}
+
+/// Records of threads found gone by a stop, freed after the restart.
+static GONE: AtomicPtr<ThreadState> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Frees the records `signal_unacked` took out of the registry. The world runs.
+fn free_gone() {
+    let mut t = GONE.swap(std::ptr::null_mut(), Acquire);
+    while !t.is_null() {
+        // SAFETY: records on the list are out of the registry, and their
+        // threads do not exist: no one refers to them.
+        unsafe {
+            let next = (*t).next_gone.load(Relaxed);
+            drop(Box::from_raw(t));
+            t = next;
+        }
+    }
+}
+
 /// Restarts the threads stopped by `stop_the_world`, and returns once every one
-/// of them has left its suspend handler (see `PARKED`).
+/// of them has left its suspend handler (see `PARKED`); then frees the records
+/// of threads the stop found gone.
 pub fn start_the_world() {
     LAST_RESTART_NS.store(os::nanotime(), Relaxed);
     STOP_SEQ.fetch_add(1, SeqCst);
@@ -210,10 +261,11 @@ pub fn start_the_world() {
     loop {
         let n = PARKED.load(Acquire);
         if n == 0 {
-            return;
+            break;
         }
         os::futex_wait(&PARKED, n, Some(1_000_000));
     }
+    free_gone();
 }
 
 /// Runs `f` with the caller's callee-saved registers spilled to the stack, and

@@ -22,7 +22,7 @@
 //!   never stopped, because stopping requires it.
 
 use std::cell::{Cell, UnsafeCell};
-use std::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicUsize, Ordering::*};
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering::*};
 use std::sync::Once;
 
 use crate::heap::Heap;
@@ -75,6 +75,9 @@ pub struct ThreadState {
     /// Allocations left before a stress collection (`GCPIN_STRESS`); only the
     /// thread itself touches it.
     pub stress_left: std::cell::Cell<u64>,
+    /// Link of the list of records of threads found gone (see
+    /// `stopworld::reap`); null otherwise.
+    pub next_gone: AtomicPtr<ThreadState>,
 }
 
 /// The registry of threads, guarded by the world lock.
@@ -410,6 +413,7 @@ pub fn register(h: &'static Heap, world: &'static WorldLock<World>) -> Option<*m
         mcache: UnsafeCell::new(Mcache::new()),
         pinner_cache: AtomicUsize::new(0),
         stress_left: Cell::new(0),
+        next_gone: AtomicPtr::new(std::ptr::null_mut()),
     }));
     {
         // SAFETY: our new record, live until unregistration.
