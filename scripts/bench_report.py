@@ -606,7 +606,7 @@ def issue_targets_section(values, variants, baseline):
     def vs(impl, key, ref_impl, factor, issue, what, kind="time", why="no figure"):
         v, ref = med(impl, key), med(ref_impl, key)
         ok = None if v is None or ref is None else v <= factor * ref
-        measured = "—" if v is None else f"{fmt_value(v, kind)} ({fmt_ratio(v, ref)})"
+        measured = "—" if v is None else (f"{fmt_value(v, kind)}" + (f" ({v / ref:.3f}×)" if ref else ""))
         add(issue, what, measured, f"≤ {factor:g}× {impl_label(ref_impl, variants)}", ok, why)
 
     def absolute(impl, key, limit_ns, issue, what, why):
@@ -667,19 +667,15 @@ def write_pause_svg(values, sizes, impls, variants, path):
                 series.append((impl, suffix, dash, pts))
     if not series or not path:
         return False
-    palette = ["#e6862e", "#b5471b", "#8e5bb5", "#3b6fb6", "#3a9a5b", "#777777"]
-    color = {impl: COLORS.get(impl_label(impl, variants).split(" ")[0].rstrip(","), None)
-             for impl in impls}
-    for k, impl in enumerate(impls):
-        if impl.startswith("gcpin_") or color[impl] is None:
-            color[impl] = palette[1 + k % (len(palette) - 1)]
+    palette = iter(["#b5471b", "#8e5bb5", "#c9a227", "#777777"] * len(impls))
+    color = {impl: COLORS.get({"go": "Go"}.get(impl, impl)) or next(palette) for impl in impls}
     all_v = [v for *_, pts in series for _, v in pts] + [1.0]
     lo = 10 ** math.floor(math.log10(min(all_v)))
     hi = 10 ** math.ceil(math.log10(max(all_v)))
     if hi <= lo:
         hi = lo * 10
     xlo, xhi = math.log2(min(sizes)) - 0.5, math.log2(max(sizes)) + 0.5
-    left, right, top, bottom, pw, ph = 70, 220, 50, 50, 420, 300
+    left, right, top, bottom, pw, ph = 70, 230, 50, 50, 420, 300
     width, height = left + pw + right, top + ph + bottom
 
     def x(s):
@@ -691,7 +687,7 @@ def write_pause_svg(values, sizes, impls, variants, path):
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{left + pw / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">'
+           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">'
            'Pause benchmark: longest pause (solid) and longest request (dashed)</text>']
     d = lo
     while d <= hi * 1.0001:
@@ -708,6 +704,17 @@ def write_pause_svg(values, sizes, impls, variants, path):
     out.append(f'<text x="{left + pw / 2}" y="{top + ph + 36}" text-anchor="middle">live heap (log)</text>')
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>')
     ly = top + 6
+    for impl in impls:  # legend: one colour per implementation, then the two line styles
+        out.append(f'<rect x="{left + pw + 12}" y="{ly}" width="12" height="10" fill="{color[impl]}"/>')
+        out.append(f'<text x="{left + pw + 30}" y="{ly + 9}">'
+                   f'{html.escape(impl_label(impl, variants).replace("`", ""))}</text>')
+        ly += 16
+    for dash, text in (("", "longest pause"), ("6,4", "longest request")):
+        extra = f' stroke-dasharray="{dash}"' if dash else ""
+        out.append(f'<line x1="{left + pw + 12}" y1="{ly + 5}" x2="{left + pw + 36}" y2="{ly + 5}" '
+                   f'stroke="#444" stroke-width="2"{extra}/>')
+        out.append(f'<text x="{left + pw + 40}" y="{ly + 9}">{text}</text>')
+        ly += 16
     for impl, suffix, dash, pts in series:
         c = color[impl]
         path_d = " ".join(f"{'M' if i == 0 else 'L'}{x(s):.1f},{y(v):.1f}" for i, (s, v) in enumerate(pts))
@@ -719,10 +726,6 @@ def write_pause_svg(values, sizes, impls, variants, path):
         for s, v in pts:
             out.append(f'<circle cx="{x(s):.1f}" cy="{y(v):.1f}" r="3" fill="{c}">'
                        f'<title>{html.escape(name)}, {s} MiB: {v:.3g} ms</title></circle>')
-        out.append(f'<line x1="{left + pw + 12}" y1="{ly + 4}" x2="{left + pw + 36}" y2="{ly + 4}" '
-                   f'stroke="{c}" stroke-width="2"{extra}/>')
-        out.append(f'<text x="{left + pw + 40}" y="{ly + 8}">{html.escape(name)}</text>')
-        ly += 16
     out.append("</svg>")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(out) + "\n")
