@@ -814,8 +814,8 @@ static void mode_pause(const char *arg) {
            "%llu bytes\n",
            IMPL, (unsigned long long)nrec, sizeof(rec), (unsigned long long)nb,
 #if defined(USE_BOEHM)
-           " (GC_MALLOC(64): 80-byte objects with libgc's extra byte); the buffer is kept "
-           "alive by the pin table of the micro workloads (libgc has no pinner)",
+           " (GC_MALLOC(64): 80-byte objects with libgc's extra byte); libgc has no "
+           "pinner: the buffer is kept alive by a pin table, as in the micro workloads",
 #else
            "; the buffer is pinned with pinner_pin / pinner_unpin",
 #endif
