@@ -283,6 +283,9 @@ grep -h '^RESULT' "$RES"/harness_*_micro.txt >&2
 # default ones, and run in the same rounds as the defaults. A variant whose
 # variable the runtime does not read (the name is not among libgcpin.so's
 # strings) is skipped, with the reason in variants.txt and skipped.txt.
+# gc50: what the heap-growth knob trades between time and peak RSS; markers1:
+# one marker thread (issue 16); concurrent: mostly-concurrent marking (issue
+# 17; gc_collect stays stop-the-world, so no fullgc).
 # name|assignment|modes
 VARIANT_TABLE="gc50|GCPIN_GC_PERCENT=50|tree
 markers1|GCPIN_MARKERS=1|fullgc tree pause
@@ -372,8 +375,12 @@ for i in $(seq "$PROCS"); do
         done
         if [ $HAVE_GO_PAUSE = 1 ] && in_list "$size" "$PAUSE_SIZES_GO"; then
             log "go pause $size MiB ($i/$PROCS)"
-            "$OUT/gopause" "$size" >>"$RES/harness_go_pause.txt" 2>"$OUT/gopause.err" ||
-                log "go pause $size failed: $(tail -3 "$OUT/gopause.err")"
+            rc=0
+            "$OUT/gopause" "$size" >>"$RES/harness_go_pause.txt" 2>"$OUT/gopause.err" || rc=$?
+            if [ $rc != 0 ]; then
+                echo "FAILED go pause $size exit=$rc" >>"$RES/harness_go_pause.txt"
+                log "go pause $size failed (exit $rc): $(tail -3 "$OUT/gopause.err")"
+            fi
         fi
         load_end "pause$size"
     done
