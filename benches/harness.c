@@ -810,9 +810,9 @@ static void mode_pause(const char *arg) {
     getrusage(RUSAGE_SELF, &ru);
     unsigned long long m = (unsigned long long)live_mib;
     print_pause_method("pause");
-    printf("INFO %s pause: %llu records of %zu bytes in %llu buckets%s; %llu requests of "
-           "%llu bytes\n",
-           IMPL, (unsigned long long)nrec, sizeof(rec), (unsigned long long)nb,
+    printf("INFO %s pause objects, %llu MiB: %llu records of %zu bytes in %llu buckets%s; "
+           "%llu requests of %llu bytes\n",
+           IMPL, m, (unsigned long long)nrec, sizeof(rec), (unsigned long long)nb,
 #if defined(USE_BOEHM)
            " (GC_MALLOC(64): 80-byte objects with libgc's extra byte); libgc has no "
            "pinner: the buffer is kept alive by a pin table, as in the micro workloads",
