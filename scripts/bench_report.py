@@ -612,6 +612,8 @@ def issue_targets_section(values, variants, baseline):
         v, ref = med(impl, key), med(ref_impl, key)
         ok = None if v is None or ref is None else v <= factor * ref
         measured = "—" if v is None else (f"{fmt_value(v, kind)}" + (f" ({v / ref:.3f}×)" if ref else ""))
+        if v is not None and ref is None:
+            why = f"no {impl_label(ref_impl, variants)} figure"
         add(issue, what, measured, f"≤ {factor:g}× {impl_label(ref_impl, variants)}", ok, why)
 
     def absolute(impl, key, limit_ns, issue, what, why):
