@@ -10,6 +10,10 @@
  *        harness probe                      machine speed probe (ns), no collector
  *        harness fullgc                     one full collection, 100 MiB live
  *        harness tree                       GCBench-style binary trees
+ *        harness pause [MiB]                pauses and request latency with MiB
+ *                                           (default 256) live in a hash table
+ *        harness bandwidth                  streaming-read memory bandwidth
+ *                                           (GB/s), no collector
  *        harness floor                      one uncontended compare-and-swap (ns),
  *                                           no collector: the floor under a pin
  *
@@ -36,6 +40,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(USE_GCPIN)
 #include "gcpin.h"
@@ -524,10 +529,12 @@ enum {
     ARRAY_SIZE = 500000,
 };
 
+/* Pauses. libgc: time each collection from GC_EVENT_START to GC_EVENT_END
+ * (the mutator is blocked for all of it: libgc runs here non-incremental, and
+ * collects on the allocating thread), and the stopped-world part from
+ * PRE_STOP_WORLD to POST_START_WORLD. gcpin: gc_get_stats, which stops the
+ * world itself to count the heap: call it outside timed regions only. */
 #if defined(USE_BOEHM)
-/* libgc: time each collection from GC_EVENT_START to GC_EVENT_END (the
- * mutator is blocked for all of it: libgc runs here non-incremental), and the
- * stopped-world part from PRE_STOP_WORLD to POST_START_WORLD. */
 static uint64_t ev_start, ev_stop, ev_max, ev_total, ev_count, ev_stw_max;
 static void GC_CALLBACK on_event(GC_EventType e) {
     uint64_t t = now_ns();
@@ -547,7 +554,38 @@ static void GC_CALLBACK on_event(GC_EventType e) {
     default: break;
     }
 }
+static void h_pause_watch(void) {
+    GC_set_on_collection_event(on_event);
+    GC_start_performance_measurement();
+}
+#else
+static void h_pause_watch(void) {}
 #endif
+
+typedef struct {
+    uint64_t num_gc, pause_total_ns, max_pause_ns;
+} h_pauses;
+
+static h_pauses h_get_pauses(void) {
+#if defined(USE_BOEHM)
+    return (h_pauses){ev_count, ev_total, ev_max};
+#else
+    gc_stats st;
+    gc_get_stats(&st);
+    return (h_pauses){st.num_gc, st.pause_total_ns, st.max_pause_ns};
+#endif
+}
+
+static void print_pause_method(const char *workload) {
+#if defined(USE_BOEHM)
+    printf("INFO %s %s: pause = GC_EVENT_START..GC_EVENT_END per collection "
+           "(max stopped-world part %.3f ms); GC_get_full_gc_total_time=%lu ms; "
+           "parallel markers=%d\n",
+           IMPL, workload, ev_stw_max / 1e6, GC_get_full_gc_total_time(), GC_get_parallel());
+#else
+    printf("INFO %s %s: pause = gc_get_stats max_pause_ns\n", IMPL, workload);
+#endif
+}
 
 static int tree_size(int depth) { return (1 << (depth + 1)) - 1; }
 static int num_iters(int depth) {
@@ -589,10 +627,7 @@ static Node *volatile g_long_lived;
 static double *volatile g_array;
 
 static void mode_tree(void) {
-#if defined(USE_BOEHM)
-    GC_set_on_collection_event(on_event);
-    GC_start_performance_measurement();
-#endif
+    h_pause_watch();
     uint64_t t0 = now_ns();
     g_temp_tree = make_tree(STRETCH_DEPTH);
     g_temp_tree = NULL;
@@ -625,22 +660,250 @@ static void mode_tree(void) {
     uint64_t total = now_ns() - t0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-#if defined(USE_BOEHM)
-    uint64_t max_pause = ev_max, num_gc = ev_count, pause_total = ev_total;
-    printf("INFO %s tree: pause = GC_EVENT_START..GC_EVENT_END per collection "
-           "(max stopped-world part %.3f ms); GC_get_full_gc_total_time=%lu ms; "
-           "parallel markers=%d\n",
-           IMPL, ev_stw_max / 1e6, GC_get_full_gc_total_time(), GC_get_parallel());
-#else
-    gc_stats st;
-    gc_get_stats(&st);
-    uint64_t max_pause = st.max_pause_ns, num_gc = st.num_gc, pause_total = st.pause_total_ns;
-    printf("INFO %s tree: pause = gc_get_stats max_pause_ns\n", IMPL);
-#endif
+    h_pauses ps = h_get_pauses();
+    print_pause_method("tree");
     printf("RESULT %s tree_total %.3f ms\n", IMPL, total / 1e6);
     printf("RESULT %s tree_max_pause %.3f ms num_gc=%llu pause_total_ms=%.3f\n", IMPL,
-           max_pause / 1e6, (unsigned long long)num_gc, pause_total / 1e6);
+           ps.max_pause_ns / 1e6, (unsigned long long)ps.num_gc, ps.pause_total_ns / 1e6);
     printf("RESULT %s tree_peak_rss %ld KiB\n", IMPL, ru.ru_maxrss);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pause benchmark (issues 16 and 17): LIVE MiB of 64-byte records in a
+ * chained hash table, built once and kept live, then a request loop. Each
+ * request allocates a 16 KiB noscan buffer and pins it (the I/O buffer the
+ * kernel writes into), fills it, allocates 40 small scanned objects (39
+ * request-local 32-byte nodes, and one 64-byte record that replaces a record
+ * of the table: the table stays the same size and old objects get new
+ * pointers written into them), looks up 4 keys, unpins. Reports the longest
+ * pause of the process (building included: the pause statistics cannot be
+ * read per request without stopping the world), the longest request, the
+ * time of the loop, and the collections. benches/go/pause is the same program
+ * in Go. */
+
+typedef struct rec {
+    struct rec *next;
+    uint64_t key;
+    uint64_t val[6];
+} rec; /* 64 bytes */
+
+typedef struct robj {
+    struct robj *next;
+    rec *r;
+    uint64_t a, b;
+} robj; /* 32 bytes */
+
+enum { PAUSE_BUF = 16384, PAUSE_SMALL = 40, PAUSE_LOOKUPS = 4 };
+
+static rec **volatile g_buckets;
+static robj *volatile g_req_list;
+
+static inline uint64_t xorshift64(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    return *s = x;
+}
+static inline uint64_t bucket_of(uint64_t key, uint64_t mask) {
+    return (key * 0x9E3779B97F4A7C15ull >> 20) & mask;
+}
+
+/* The slot that points at the record with `key` (it is always there). */
+static rec **find_slot(rec **buckets, uint64_t mask, uint64_t key) {
+    rec **pp = &buckets[bucket_of(key, mask)];
+    while ((*pp)->key != key) pp = &(*pp)->next;
+    return pp;
+}
+
+static void mode_pause(const char *arg) {
+    uint64_t live_mib = arg ? strtoull(arg, NULL, 10) : 256;
+    if (live_mib == 0) live_mib = 256;
+    const uint64_t nrec = (live_mib << 20) / sizeof(rec);
+    uint64_t nb = 1;
+    while (nb * 4 < nrec) nb <<= 1; /* about 4 records a bucket */
+    const uint64_t mask = nb - 1;
+    const uint64_t req_bytes = PAUSE_BUF + (PAUSE_SMALL - 1) * sizeof(robj) + sizeof(rec);
+    /* default: allocate 4x the live size in requests (a few cycles at any size) */
+    uint64_t requests = 4 * (live_mib << 20) / req_bytes;
+    const char *e = getenv("BENCH_PAUSE_REQUESTS");
+    if (e && strtoull(e, NULL, 10) > 0) requests = strtoull(e, NULL, 10);
+
+    h_pause_watch();
+    uint64_t t0 = now_ns();
+    rec **b = h_alloc(nb * sizeof *b);
+    if (!b) abort();
+    g_buckets = b;
+    for (uint64_t k = 0; k < nrec; k++) {
+        rec *r = h_alloc(sizeof *r);
+        if (!r) {
+            fprintf(stderr, "allocation failed while building the table\n");
+            abort();
+        }
+        r->key = k;
+        r->val[0] = k;
+        rec **head = &b[bucket_of(k, mask)];
+        r->next = *head;
+        *head = r;
+    }
+    uint64_t build_ns = now_ns() - t0;
+
+    uint64_t *lat = malloc(requests * sizeof *lat); /* not a root: numbers only */
+    if (!lat) abort();
+    h_pinner p = H_PINNER_INIT;
+    uint64_t seed = 0x2545F4914F6CDD1Dull, sum = 0;
+    h_pauses before = h_get_pauses();
+    uint64_t t1 = now_ns();
+    for (uint64_t i = 0; i < requests; i++) {
+        uint64_t s = now_ns();
+        unsigned char *buf = h_alloc_noscan(PAUSE_BUF);
+        if (!buf) abort();
+        h_pin(&p, buf);
+        memset(buf, (int)(i & 0xff), PAUSE_BUF); /* the "kernel" writes the request */
+        robj *list = NULL;
+        for (int j = 0; j < PAUSE_SMALL - 1; j++) {
+            robj *o = h_alloc(sizeof *o);
+            if (!o) abort();
+            o->next = list;
+            o->a = (uint64_t)j;
+            list = o;
+        }
+        robj *o = list;
+        for (int j = 0; j < PAUSE_LOOKUPS; j++, o = o->next) {
+            rec *r = *find_slot(b, mask, xorshift64(&seed) % nrec);
+            o->r = r;
+            memcpy(buf + 64 * j, r->val, sizeof r->val);
+            sum += r->val[0];
+        }
+        /* replace one record: a pointer store into an old object */
+        uint64_t k = xorshift64(&seed) % nrec;
+        rec **pp = find_slot(b, mask, k);
+        rec *nr = h_alloc(sizeof *nr);
+        if (!nr) abort();
+        nr->key = k;
+        memcpy(nr->val, (*pp)->val, sizeof nr->val);
+        nr->val[1] = i;
+        nr->next = (*pp)->next;
+        *pp = nr;
+        g_req_list = list;
+        sum += buf[i % PAUSE_BUF] + list->a;
+        h_unpin(&p);
+        lat[i] = now_ns() - s;
+    }
+    uint64_t loop_ns = now_ns() - t1;
+    h_pauses after = h_get_pauses();
+    g_req_list = NULL;
+    g_sink_word = sum;
+    h_pinner_release(&p);
+
+    uint64_t count = 0;
+    for (uint64_t i = 0; i < nb; i++)
+        for (rec *r = b[i]; r; r = r->next) count++;
+    if (count != nrec) {
+        fprintf(stderr, "pause: the table lost records: %llu of %llu\n",
+                (unsigned long long)count, (unsigned long long)nrec);
+        abort();
+    }
+    double *l = malloc(requests * sizeof *l);
+    if (!l) abort();
+    for (uint64_t i = 0; i < requests; i++) l[i] = (double)lat[i];
+    qsort(l, requests, sizeof *l, cmp_double);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    unsigned long long m = (unsigned long long)live_mib;
+    print_pause_method("pause");
+    printf("INFO %s pause objects, %llu MiB: %llu records of %zu bytes in %llu buckets%s; "
+           "%llu requests of %llu bytes\n",
+           IMPL, m, (unsigned long long)nrec, sizeof(rec), (unsigned long long)nb,
+#if defined(USE_BOEHM)
+           " (GC_MALLOC(64): 80-byte objects with libgc's extra byte); libgc has no "
+           "pinner: the buffer is kept alive by a pin table, as in the micro workloads",
+#else
+           "; the buffer is pinned with pinner_pin / pinner_unpin",
+#endif
+           (unsigned long long)requests, (unsigned long long)req_bytes);
+    printf("RESULT %s pause%llu_max_pause %.3f ms num_gc=%llu loop_gc=%llu "
+           "loop_pause_total_ms=%.3f\n",
+           IMPL, m, after.max_pause_ns / 1e6, (unsigned long long)after.num_gc,
+           (unsigned long long)(after.num_gc - before.num_gc),
+           (after.pause_total_ns - before.pause_total_ns) / 1e6);
+    printf("RESULT %s pause%llu_max_request %.3f ms p99_us=%.1f p999_us=%.1f requests=%llu\n",
+           IMPL, m, l[requests - 1] / 1e6, l[requests * 99 / 100] / 1e3,
+           l[requests * 999 / 1000] / 1e3, (unsigned long long)requests);
+    printf("RESULT %s pause%llu_total %.3f ms build_ms=%.1f\n", IMPL, m, loop_ns / 1e6,
+           build_ns / 1e6);
+    printf("RESULT %s pause%llu_peak_rss %ld KiB\n", IMPL, m, ru.ru_maxrss);
+    free(l);
+    free(lat);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Streaming-read memory bandwidth, no collector: the limit a mark phase runs
+ * into. BENCH_BW_MIB (default 512) MiB of malloc memory, far beyond the
+ * caches, summed by 1 thread and by one thread per online core, each summing
+ * its own slice; best of 5 passes (GB = 10^9 bytes). */
+
+typedef struct {
+    const uint64_t *a;
+    size_t n; /* words */
+    int threads, idx;
+    pthread_barrier_t *bar;
+    double best_ns; /* thread 0 only */
+} bw_arg;
+
+static uint64_t sum_words(const uint64_t *a, size_t n) {
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        s0 += a[i], s1 += a[i + 1], s2 += a[i + 2], s3 += a[i + 3];
+        s4 += a[i + 4], s5 += a[i + 5], s6 += a[i + 6], s7 += a[i + 7];
+    }
+    return s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+}
+
+static void *bw_worker(void *arg) {
+    bw_arg *w = arg;
+    size_t per = w->n / (size_t)w->threads;
+    const uint64_t *mine = w->a + per * (size_t)w->idx;
+    w->best_ns = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        pthread_barrier_wait(w->bar);
+        uint64_t t0 = now_ns();
+        uint64_t s = sum_words(mine, per);
+        pthread_barrier_wait(w->bar); /* all slices done */
+        double t = (double)(now_ns() - t0);
+        if (t < w->best_ns) w->best_ns = t;
+        __atomic_fetch_add(&g_sink_word, s, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static void mode_bandwidth(void) {
+    size_t mib = 512;
+    const char *e = getenv("BENCH_BW_MIB");
+    if (e && atoi(e) > 0) mib = (size_t)atoi(e);
+    size_t bytes = mib << 20, n = bytes / sizeof(uint64_t);
+    uint64_t *a = malloc(bytes);
+    if (!a) abort();
+    for (size_t i = 0; i < n; i++) a[i] = i; /* fault every page in */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    int counts[2] = {1, (int)cores};
+    for (int c = 0; c < (cores > 1 ? 2 : 1); c++) {
+        int t = counts[c] > 64 ? 64 : counts[c];
+        pthread_barrier_t bar;
+        pthread_barrier_init(&bar, NULL, (unsigned)t);
+        bw_arg args[64];
+        pthread_t th[64];
+        for (int i = 0; i < t; i++) {
+            args[i] = (bw_arg){a, n, t, i, &bar, 0};
+            if (i > 0 && pthread_create(&th[i], NULL, bw_worker, &args[i]) != 0) abort();
+        }
+        bw_worker(&args[0]);
+        for (int i = 1; i < t; i++) pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&bar);
+        size_t per = n / (size_t)t * (size_t)t * sizeof(uint64_t);
+        printf("RESULT machine mem_read_bw_%dt %.2f GB/s mib=%zu threads=%d passes=5\n", t,
+               (double)per / args[0].best_ns, mib, t);
+    }
+    free(a);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -713,10 +976,15 @@ int main(int argc, char **argv) {
         mode_fullgc();
     } else if (strcmp(mode, "tree") == 0) {
         mode_tree();
+    } else if (strcmp(mode, "pause") == 0) {
+        mode_pause(argc > 2 ? argv[2] : NULL);
+    } else if (strcmp(mode, "bandwidth") == 0) {
+        mode_bandwidth();
     } else if (strcmp(mode, "floor") == 0) {
         bench("cas_floor", b_cas);
     } else {
-        fprintf(stderr, "usage: %s micro [name,...] | list | fullgc | tree | floor\n", argv[0]);
+        fprintf(stderr, "usage: %s micro [name,...] | list | fullgc | tree | pause [MiB] | "
+                        "bandwidth | floor\n", argv[0]);
         return 2;
     }
     return 0;

