@@ -14,7 +14,7 @@
 # failed (or valgrind is not installed: skipped), 1 otherwise.
 #
 # How memcheck runs:
-#   --leak-check=no     the runtime reserves a 4 TiB readable arena; the leak
+#   --leak-check=no     the runtime reserves a 512 MiB readable arena under valgrind; the leak
 #                       checker would scan all of it (about 60 s per process),
 #                       and garbage is the collector's business anyway.
 #   --undef-value-errors=no (VALGRIND_UNDEF=yes turns them back on)

@@ -26,6 +26,10 @@
 /// half, quarter, ... it gets.
 pub const DEFAULT_ARENA: usize = 4 << 40;
 
+/// The arena under valgrind (see `os::running_on_valgrind` and `Heap::new`):
+/// enough for the test suite's reduced runs (`CHECK_SIZE_DIV`).
+pub const VALGRIND_ARENA: usize = 512 << 20;
+
 /// The largest arena reserved for a `GCPIN_MAX_HEAP`.
 pub const MAX_ARENA: usize = 64 << 40;
 

@@ -114,6 +114,12 @@ impl Heap {
     /// the environment (`heap()`); tests make their own.
     pub fn new(config: Config) -> Heap {
         let mut size = config.arena_bytes;
+        if os::running_on_valgrind() {
+            // Memcheck keeps state for every page of a reservation, at about
+            // 2 s per GiB on this machine's kind when it is made: 4 TiB would
+            // take hours, the old 32 GiB took 78 s for each test process.
+            size = size.min(crate::config::VALGRIND_ARENA);
+        }
         let (lo, size) = loop {
             if let Some(base) = os::reserve_arena(size + PAGE_SIZE) {
                 break ((base + PAGE_SIZE - 1) & !(PAGE_SIZE - 1), size);

@@ -139,6 +139,37 @@ pub fn write_stderr(pieces: &[&str]) {
     }
 }
 
+/// Whether the process runs under valgrind: its "running on valgrind" client
+/// request, the documented instruction sequence of valgrind.h's ABI (four
+/// rotations of rdi by 128 bits in all, then `xchg rbx, rbx`: no-ops on a real
+/// CPU, which leaves the default answer, 0, in rdx). Valgrind's memcheck
+/// keeps state for every page of a reservation, so the heap reserves less
+/// address space there (see `heap`).
+pub fn running_on_valgrind() -> bool {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        const RUNNING_ON_VALGRIND: u64 = 0x1001;
+        let args: [u64; 6] = [RUNNING_ON_VALGRIND, 0, 0, 0, 0, 0];
+        let result: u64;
+        // SAFETY: on a real CPU the sequence changes no register but the
+        // flags (rdi is rotated back to its value, rbx exchanged with itself);
+        // under valgrind it reads the six-word request block at rax and
+        // writes the answer to rdx.
+        unsafe {
+            std::arch::asm!(
+                "rol rdi, 3", "rol rdi, 13", "rol rdi, 61", "rol rdi, 51", "xchg rbx, rbx",
+                in("rax") args.as_ptr(),
+                inout("rdx") 0u64 => result,
+                inout("rdi") 0u64 => _,
+                options(nostack),
+            );
+        }
+        result != 0
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    false
+}
+
 /// The kernel's page size for `mincore` (4 KiB on every platform gcpin runs on,
 /// read once from the auxiliary vector).
 fn os_page() -> usize {
