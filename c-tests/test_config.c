@@ -78,6 +78,10 @@ TEST_TIMEOUT(good_values_are_taken_silently, 60) {
     };
     static struct check_child out;
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        /* Reduced runs (valgrind: CHECK_SIZE_DIV) have a 512 MiB arena, and
+         * a 2 TiB limit then rightly gets the line saying the heap stops
+         * short of it. */
+        if (getenv("CHECK_SIZE_DIV") != NULL && strcmp(good[i].value, "2T") == 0) continue;
         run_child(run_with, (void *)&good[i], 20, &out);
         CHECKF(out.exit_code == 0 && out.err[0] == 0, "%s=%s: status %d, signal %d, stderr \"%s\"", good[i].var,
                good[i].value, out.exit_code, out.signal, out.err);
