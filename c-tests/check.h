@@ -340,6 +340,32 @@ CHECK_UNUSED static bool make_freed_slots(void *(*make)(void), uintptr_t *hidden
     return true;
 }
 
+/* Installs `fn` for signal `sig` with `flags` (SA_RESTART, SA_ONSTACK, ...)
+ * and an empty mask; a test cannot go on without it. */
+CHECK_UNUSED static void on_signal(int sig, void (*fn)(int), int flags) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sa.sa_flags = flags;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(sig, &sa, NULL) != 0) {
+        fprintf(stderr, "sigaction(%d): %s\n", sig, strerror(errno));
+        abort();
+    }
+}
+
+/* Gives the calling thread a 256 KiB alternate signal stack. */
+CHECK_UNUSED static void use_alt_stack(void) {
+    stack_t ss;
+    memset(&ss, 0, sizeof ss);
+    ss.ss_size = 256 << 10;
+    ss.ss_sp = mmap(NULL, ss.ss_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (ss.ss_sp == MAP_FAILED || sigaltstack(&ss, NULL) != 0) {
+        fprintf(stderr, "alternate signal stack: %s\n", strerror(errno));
+        abort();
+    }
+}
+
 /* Starts a thread; aborts when the system will not (a test cannot go on). */
 CHECK_UNUSED static void start_thread(pthread_t *t, void *(*fn)(void *), void *arg) {
     int rc = pthread_create(t, NULL, fn, arg);

@@ -1041,15 +1041,7 @@ static NOINLINE void make_handler_object(void) {
 }
 
 static void *handler_holder(void *arg) {
-    bool alt = arg != NULL;
-    if (alt) {
-        stack_t ss;
-        memset(&ss, 0, sizeof ss);
-        ss.ss_size = 256 << 10;
-        ss.ss_sp = mmap(NULL, ss.ss_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        REQUIRE(ss.ss_sp != MAP_FAILED);
-        REQUIRE(sigaltstack(&ss, NULL) == 0);
-    }
+    if (arg != NULL) use_alt_stack();
     CHECK_STATUS(gc_thread_register(), GC_OK);
     make_handler_object();
     scrub_stack();
@@ -1058,12 +1050,7 @@ static void *handler_holder(void *arg) {
 }
 
 static void handler_frame_test(bool alt) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_hold;
-    sa.sa_flags = SA_RESTART | (alt ? SA_ONSTACK : 0);
-    sigemptyset(&sa.sa_mask);
-    REQUIRE(sigaction(SIGUSR1, &sa, NULL) == 0);
+    on_signal(SIGUSR1, on_hold, SA_RESTART | (alt ? SA_ONSTACK : 0));
     gc_collect();
     pthread_t t;
     start_thread(&t, handler_holder, alt ? (void *)1 : NULL);
@@ -1188,11 +1175,7 @@ static void *timeout_worker(void *arg) {
 }
 
 TEST_TIMEOUT(handler_that_leaves_with_siglongjmp_while_another_thread_collects, 60) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_timeout;
-    sigemptyset(&sa.sa_mask);
-    REQUIRE(sigaction(SIGUSR2, &sa, NULL) == 0);
+    on_signal(SIGUSR2, on_timeout, 0);
     gc_collect();
     pthread_t w;
     start_thread(&w, timeout_worker, NULL);
@@ -1314,15 +1297,6 @@ static void collect_on_alt_stack(int sig) {
     atomic_fetch_add(&as_done, 1);
 }
 
-static void use_alt_stack(void) {
-    stack_t ss;
-    memset(&ss, 0, sizeof ss);
-    ss.ss_size = 256 << 10;
-    ss.ss_sp = mmap(NULL, ss.ss_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    REQUIRE(ss.ss_sp != MAP_FAILED);
-    REQUIRE(sigaltstack(&ss, NULL) == 0);
-}
-
 static NOINLINE void raise_with_a_list_on_the_stack(uint64_t tag) {
     node *outer = build_list(tag, 100); /* only the interrupted frame holds it */
     scrub_stack();
@@ -1338,12 +1312,7 @@ static void *alt_collector_thread(void *arg) {
 }
 
 TEST_TIMEOUT(collections_started_in_a_handler_on_the_alternate_signal_stack, 60) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = collect_on_alt_stack;
-    sa.sa_flags = SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    REQUIRE(sigaction(SIGUSR2, &sa, NULL) == 0);
+    on_signal(SIGUSR2, collect_on_alt_stack, SA_ONSTACK);
     use_alt_stack();
     raise_with_a_list_on_the_stack(900); /* on the main thread */
     pthread_t t;

@@ -46,12 +46,7 @@ static void stop_timer(void) {
  * handler does the same on it: every handler call is served or refused,
  * none hangs. */
 TEST_TIMEOUT(gcpin_calls_from_a_handler_that_interrupted_gcpin_are_refused_not_deadlocked, 60) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = alloc_in_handler;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    REQUIRE(sigaction(SIGALRM, &sa, NULL) == 0);
+    on_signal(SIGALRM, alloc_in_handler, SA_RESTART);
     gc_thread_register();
     start_timer(1000);
     double end = check_now() + 1.5;
@@ -108,12 +103,7 @@ static void collect_in_handler(int sig) {
 }
 
 TEST_TIMEOUT(stats_and_verify_from_a_handler_while_its_thread_collects, 60) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = collect_in_handler;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    REQUIRE(sigaction(SIGUSR1, &sa, NULL) == 0);
+    on_signal(SIGUSR1, collect_in_handler, SA_RESTART);
     gc_thread_register();
     sig_target = pthread_self();
     pthread_t t;
