@@ -8,8 +8,9 @@
 //!    the runtime, so no runtime lock is held and every mcache is consistent;
 //! 3. empty every mcache and every thread's cached inner pinner;
 //! 4. mark from the roots (`mark`), with this thread's registers spilled;
-//! 5. sweep (`sweep`): free unmarked objects, queue finalizers, rebuild the
-//!    central lists, free empty spans;
+//! 5. kill the weak entries whose object or handle is unmarked (`weak`), and
+//!    sweep (`sweep`): clear short links, free unmarked objects, queue
+//!    finalizers and cleanups, rebuild the central lists, free empty spans;
 //! 6. set the next trigger from the live heap [GOGC] and restart the world;
 //! 7. with the world running but the world lock still held: give surplus free
 //!    pages back to the OS in 8 MiB steps [scavenger]: all of them after an
@@ -156,6 +157,7 @@ fn stopped_part(
         // locked by with_loaded_objects around us.
         unsafe { mark::mark(h, marker, &all, me, sp, loaded, &pa) };
     });
+    h.weak.clear_unmarked(h);
     let swept = sweep::sweep(h, &h.links, &mut pa);
     let live = swept.live_bytes;
     let next_gc = h.pacer.end_cycle(live);
@@ -175,6 +177,9 @@ fn stopped_part(
     // thread's latency, not the others' pause.
     let pause_ns = os::nanotime() - t0;
     start_the_world();
+    // Holding the world lock, so no one stops us with these locks held.
+    h.weak.compact();
+    h.links.compact();
     h.stats.record_cycle(pause_ns, swept.allocated_since_last);
     let report = CycleReport {
         heap_before,
@@ -259,6 +264,8 @@ pub fn read_stats(h: &'static Runtime) -> gc_stats {
         st
     })
     .unwrap_or_default();
+    out.weak_handles = h.weak.live() as u64;
+    out.cleanups_pending = h.cleanups.len() as u64;
     let s = &h.stats;
     out.num_gc = s.num_gc.load(Relaxed);
     out.pause_total_ns = s.pause_total_ns.load(Relaxed);
