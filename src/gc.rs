@@ -12,7 +12,8 @@
 //!    sweep (`sweep`): clear short links, free unmarked objects, queue
 //!    finalizers and cleanups, rebuild the central lists, free empty spans;
 //! 6. set the next trigger from the live heap [GOGC] and restart the world;
-//! 7. with the world running but the world lock still held: give surplus free
+//! 7. with the world running but the world lock still held: remove the weak
+//!    and link entries the stop killed, once they are many; give surplus free
 //!    pages back to the OS in 8 MiB steps [scavenger]: all of them after an
 //!    explicit collection, at a paced rate after an automatic one (`Release`);
 //! 8. after the lock: trace line, wake the finalizer thread.
@@ -108,6 +109,11 @@ fn cycle(h: &Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadState, relea
     // stop us while we hold the page lock), release surplus pages in steps of
     // at most 8 MiB so allocating threads wait for the page lock only briefly.
     h.marker(w).release_memory();
+    // The entries the stop killed (it could not free their memory) go now;
+    // no one can stop us while we hold these tables' locks, as we hold the
+    // world lock.
+    h.weak.compact();
+    h.links.compact();
     let mut released = 0;
     while released < paused.budget {
         let ask = (paused.budget - released).min(8 << 20);
@@ -177,9 +183,6 @@ fn stopped_part(
     // thread's latency, not the others' pause.
     let pause_ns = os::nanotime() - t0;
     start_the_world();
-    // Holding the world lock, so no one stops us with these locks held.
-    h.weak.compact();
-    h.links.compact();
     h.stats.record_cycle(pause_ns, swept.allocated_since_last);
     let report = CycleReport {
         heap_before,

@@ -202,6 +202,12 @@ impl LinkTable {
     pub fn compact(&self) {
         self.with(compact)
     }
+
+    /// Entries of both kinds, dead ones included (for tests).
+    #[cfg(test)]
+    pub fn entries(&self) -> usize {
+        self.with(|t| t.kinds[SHORT].len() + t.kinds[LONG].len())
+    }
 }
 
 /// Whether `link` has a live entry in `table`.

@@ -179,3 +179,111 @@ fn compact(e: &mut Entries) {
     e.map.retain(|_, w| *w != 0);
     e.dead = 0;
 }
+
+#[cfg(test)]
+mod tests {
+    //! Handles on a heap of the test's own (single-threaded, no signals), as
+    //! in `mark`'s tests: objects from an mcache the test owns, roots are
+    //! ranges it registers.
+    use super::*;
+    use crate::config::Config;
+    use crate::mark::{mark, Marker, Threads};
+    use crate::mcache::Mcache;
+    use crate::roots::LoadedObjects;
+    use crate::sizeclass::size_to_class;
+    use crate::sweep::sweep;
+
+    struct World {
+        h: Box<Heap>,
+        mc: Mcache,
+        m: Marker,
+        links: LinkTable,
+        weak: WeakTable,
+    }
+
+    impl World {
+        fn new() -> World {
+            let config = Config::from_lookup(|k| (k == "GCPIN_MAX_HEAP").then(|| "64M".to_string()), |w| panic!("{w}"));
+            World {
+                h: Box::new(Heap::new(config)),
+                mc: Mcache::new(),
+                m: Marker::with_capacity(1024),
+                links: LinkTable::new(),
+                weak: WeakTable::new(),
+            }
+        }
+
+        fn alloc(&mut self, size: usize, noscan: bool) -> usize {
+            let spc = size_to_class(size) << 1 | noscan as usize;
+            self.mc.alloc(&self.h, spc).expect("the test heap has room").0
+        }
+
+        /// gc_weak_make's steps, without the C API's thread.
+        fn make(&mut self, ptr: usize) -> usize {
+            match self.weak.find(ptr) {
+                Some(w) => w,
+                None => {
+                    let fresh = self.alloc(HANDLE_BYTES, true);
+                    self.weak.install(&self.links, ptr, fresh)
+                }
+            }
+        }
+
+        /// A cycle as `gc::stopped_part` runs it, with `roots` as the only roots.
+        fn collect(&mut self, roots: &[usize]) {
+            let (lo, len) = (roots.as_ptr() as usize, std::mem::size_of_val(roots));
+            self.h.roots.add(lo, len).unwrap();
+            self.mc.release_all(&self.h, false);
+            let mut pa = self.h.pages.lock().unwrap();
+            let none = Threads { registered: &[], forked_away: &[] };
+            // SAFETY: no other thread uses this heap; no thread record is scanned.
+            unsafe { mark(&self.h, &mut self.m, &none, std::ptr::null_mut(), 0, &LoadedObjects::default(), &pa) };
+            self.weak.clear_unmarked(&self.h);
+            sweep(&self.h, &self.links, &mut pa);
+            drop(pa);
+            self.weak.compact();
+            self.links.compact();
+            self.h.roots.remove(lo, len).unwrap();
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a heap of its own: a 128 MiB arena, too large for Miri")]
+    fn a_handle_is_canonical_and_cleared_with_its_object() {
+        let mut t = World::new();
+        let obj = t.alloc(64, false);
+        let w = t.make(obj + 8);
+        assert_eq!(t.make(obj + 8), w, "canonical");
+        assert_ne!(t.make(obj), w, "one handle per pointer");
+        // SAFETY: `w` is an allocated handle the test keeps (in its roots below).
+        assert_eq!(unsafe { get(w) }, obj + 8);
+        t.collect(&[obj, w]);
+        // SAFETY: as above.
+        assert_eq!(unsafe { get(w) }, obj + 8, "the object is reachable");
+        assert_eq!(t.make(obj + 8), w);
+        t.collect(&[w]);
+        // SAFETY: as above.
+        assert_eq!(unsafe { get(w) }, 0, "the object was unreachable");
+        assert_eq!(t.weak.live(), 0);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a heap of its own: a 128 MiB arena, too large for Miri")]
+    fn a_dead_handles_entry_dies_and_the_tables_shrink() {
+        let mut t = World::new();
+        let objs: Vec<usize> = (0..1000).map(|_| t.alloc(32, false)).collect();
+        let first: Vec<usize> = objs.iter().map(|&o| t.make(o)).collect();
+        assert_eq!(t.weak.live(), 1000);
+        t.collect(&objs); // the handles are garbage, the objects are not
+        assert_eq!(t.weak.live(), 0);
+        let e = t.weak.entries.lock().unwrap();
+        assert_eq!((e.map.len(), e.dead), (0, 0), "compacted after the cycle");
+        drop(e);
+        assert_eq!(t.links.entries(), 0, "the freed handles' links are gone");
+        let again = t.make(objs[0]);
+        // SAFETY: `again` is allocated and unused by anyone else.
+        assert_eq!(unsafe { get(again) }, objs[0]);
+        assert_eq!(t.weak.live(), 1);
+        assert!(first.iter().all(|&w| t.weak.find(objs[1]) != Some(w)), "no dead handle is handed out");
+    }
+}
