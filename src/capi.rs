@@ -8,9 +8,9 @@
 //! allocation, no bounds check that can fail), and hand everything else to the
 //! guarded path: `is_pinned`, `gc_weak_get` from a registered thread, and the
 //! common cases of `gc_alloc` / `gc_alloc_noscan` (`alloc_fast`), `pinner_pin`
-//! (`pin_fast`) and `pinner_unpin` (`unpin_fast`). The guarded path is a call into a full frame
-//! (saved registers, slow cases inline); the fast paths are straight-line code
-//! without one.
+//! (`pin_fast`) and `pinner_unpin` (`unpin_fast`). The guarded path is a call
+//! into a full frame (saved registers, slow cases inline); the fast paths are
+//! straight-line code without one.
 //! Errors are `gc_status` values, never prints; the only aborts are a broken
 //! heap invariant and the default pinner-leak handler.
 

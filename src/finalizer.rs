@@ -13,9 +13,10 @@
 //! unreachable again. Each has an id (`cleanup`), by which it can be stopped
 //! while it is still on its object.
 //!
-//! Finalizers and cleanups run outside the runtime, never with a lock held: on the runtime's
-//! finalizer thread (started with the first finalizer) or on a thread calling
-//! `gc_run_finalizers`, whichever pops the record first.
+//! Finalizers and cleanups run outside the runtime, never with a lock held: on
+//! the runtime's finalizer thread (started with the first finalizer or
+//! cleanup) or on a thread calling `gc_run_finalizers`, whichever pops the
+//! record first.
 //!
 //! Lock discipline: the queue lock is taken only inside the runtime, or by the
 //! collector with the world stopped. The finalizer thread sleeps on a futex

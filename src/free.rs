@@ -31,8 +31,9 @@ pub enum Freed {
 
 /// Frees object `idx` of span `s` explicitly (libgc's `GC_free`). Its
 /// finalizer and cleanups are dropped without running, links registered inside
-/// it are dropped, weak handles of pointers into it read NULL from now on, and an uncollectable object gives back its own pin first; a pinned
-/// object is not freed (`Freed::Pinned`).
+/// it are dropped, weak handles of pointers into it read NULL from now on, and
+/// an uncollectable object gives back its own pin first; a pinned object is
+/// not freed (`Freed::Pinned`).
 ///
 /// Where the slot goes:
 /// - a large object's span goes back to the page heap at once;

@@ -75,8 +75,8 @@
 //! (segments, added ranges, stacks and registers, TLS blocks, pinned objects,
 //! finalizer state, cleanup arguments) → kill weak entries whose object or
 //! handle is unmarked → sweep (clear short links and weak handles, queue
-//! finalizers, then cleanups of objects still unmarked, free unmarked objects, rebuild
-//! central lists, free empty spans) → pace the next cycle → restart the world
+//! finalizers, then cleanups of objects still unmarked, free unmarked
+//! objects, rebuild central lists, free empty spans) → pace the next cycle → restart the world
 //! → release surplus pages → trace, wake the finalizer thread.
 
 #![allow(non_camel_case_types)]

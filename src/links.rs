@@ -59,7 +59,7 @@ pub struct LinkTable {
 }
 
 /// Invariant: `dead` is the number of entries of both kinds whose target is 0.
-pub struct Tables {
+struct Tables {
     kinds: [Table; 2],
     dead: usize,
 }

@@ -3,16 +3,17 @@
 //! Four kinds exist: a finalizer (function and argument to run once the object
 //! is unreachable), a cleanup (a function and argument to run once the object
 //! is unreachable and has no finalizer left, that does not keep the object
-//! alive [Go: specialCleanup]), a pin counter (the pins beyond the two that an object's pin
-//! bits count, see `pinner`), and the mark of an uncollectable object (libgc's
+//! alive [Go: specialCleanup]), a pin counter (the pins beyond the two that an
+//! object's pin bits count, see `pinner`), and the mark of an uncollectable object (libgc's
 //! `GC_malloc_uncollectable`: the object holds one pin of its own, which only
 //! an explicit free takes back, see `alloc::free`). Records come from an off-heap pool so the sweeper can
 //! free them while the world is stopped.
 //!
 //! Invariants:
 //! - A span's list is sorted by (object index, kind) and holds at most one record
-//!   of each kind per object, but for cleanups (any number, each with its own id); it is only read or changed with the span's
-//!   `specials` lock held, or while the world is stopped.
+//!   of each kind per object, but for cleanups (any number, each with its own
+//!   id); it is only read or changed with the span's `specials` lock held, or
+//!   while the world is stopped.
 //! - Every record refers to an allocated object of its span.
 //! - `Span::pin_counters` equals the number of pin-counter records in the list.
 

@@ -4,11 +4,11 @@
 //! 0. short disappearing links (`links`) whose object is unmarked are cleared;
 //! 1. each finalizer special whose object is unmarked moves to the finalizer
 //!    queue, and its object is marked again (resurrected) so it survives until
-//!    its finalizer has run; a later cycle frees it;
-//!    Then each cleanup special whose object is still unmarked (it had no
-//!    finalizer queued now: a cleanup runs after the finalizer, once the object
-//!    is unreachable again) moves to the queue too, without its object (`obj`
-//!    0): the object is freed now, and only the cleanup's argument stays alive;
+//!    its finalizer has run; a later cycle frees it. Then each cleanup special
+//!    whose object is still unmarked (it had no finalizer queued now: a cleanup
+//!    runs after the finalizer, once the object is unreachable again) moves to
+//!    the queue too, without its object (`obj` 0): the object is freed now, and
+//!    only the cleanup's argument stays alive;
 //! 2. the alloc bits become the mark bits: unmarked objects are free. Pinned
 //!    objects were marked as roots, so they are never freed;
 //! 3. a span with no object left goes back to the page heap; one with a free
