@@ -9,12 +9,6 @@
 
 extern void GC_free(void *p);
 
-static gc_stats stats(void) {
-    gc_stats st;
-    gc_get_stats(&st);
-    return st;
-}
-
 static atomic_int ran;
 static atomic_int ran_ids[N];
 
@@ -70,9 +64,9 @@ TEST(ids_are_distinct_and_nonzero) {
     uint64_t b = gc_add_cleanup(p + 10, never, NULL);
     uint64_t c = gc_add_cleanup(p, never, NULL);
     CHECK(a != 0 && b != 0 && c != 0 && a != b && b != c && a != c);
-    CHECK_EQ(stats().cleanups_pending, 3);
+    CHECK_EQ(check_stats().cleanups_pending, 3);
     CHECK(gc_stop_cleanup(a) && gc_stop_cleanup(b) && gc_stop_cleanup(c));
-    CHECK_EQ(stats().cleanups_pending, 0);
+    CHECK_EQ(check_stats().cleanups_pending, 0);
     escape(p);
 }
 
@@ -90,7 +84,7 @@ static NOINLINE void make_garbage_with_cleanups(size_t size, int per_object) {
 
 TEST(unreachable_objects_cleanups_run_exactly_once) {
     make_garbage_with_cleanups(48, 1);
-    CHECK_LE(stats().cleanups_pending, N); /* under GCPIN_STRESS some ran already */
+    CHECK_LE(check_stats().cleanups_pending, N); /* under GCPIN_STRESS some ran already */
     bool enough = collect_until(&ran, N * 9 / 10, 10);
     CHECKF(enough, "only %d of %d cleanups ran", atomic_load(&ran), N);
     collect_hard();
@@ -98,7 +92,7 @@ TEST(unreachable_objects_cleanups_run_exactly_once) {
     wait_for_count(&ran, N + 1, 0.2);
     for (int i = 0; i < N; i++) CHECKF(atomic_load(&ran_ids[i]) <= 1, "cleanup %d ran %d times", i,
                                        atomic_load(&ran_ids[i]));
-    CHECK_LE(stats().cleanups_pending, (uint64_t)(N - atomic_load(&ran)));
+    CHECK_LE(check_stats().cleanups_pending, (uint64_t)(N - atomic_load(&ran)));
 }
 
 TEST(several_cleanups_per_object_all_run) {
@@ -223,7 +217,7 @@ TEST(an_argument_reaching_the_object_means_the_cleanup_never_runs) {
     for (int r = 0; r < 4; r++) collect_hard();
     wait_for_count(&ran, 1, 0.2);
     CHECK_EQ(atomic_load(&ran), 0);
-    CHECK_EQ(stats().cleanups_pending, N);
+    CHECK_EQ(check_stats().cleanups_pending, N);
 }
 
 static NOINLINE void make_stopped_cleanups(void) {
@@ -339,9 +333,9 @@ TEST(an_explicit_free_drops_the_cleanups) {
     REQUIRE(p != NULL);
     uint64_t a = gc_add_cleanup(p, never, NULL);
     REQUIRE(gc_add_cleanup(p, never, NULL) != 0);
-    CHECK_EQ(stats().cleanups_pending, 2);
+    CHECK_EQ(check_stats().cleanups_pending, 2);
     GC_free(p);
-    CHECK_EQ(stats().cleanups_pending, 0);
+    CHECK_EQ(check_stats().cleanups_pending, 0);
     CHECK(!gc_stop_cleanup(a));
     collect_hard();
 }
@@ -368,7 +362,7 @@ TEST_TIMEOUT(a_million_cleanups_run_and_their_memory_returns, 240) {
     bool enough = collect_until(&bulk_ran, (int)(n - n / 100), 10);
     CHECKF(enough, "only %d of %zu cleanups ran", atomic_load(&bulk_ran), n);
     collect_hard();
-    gc_stats st = stats();
+    gc_stats st = check_stats();
     CHECKF(st.heap_alloc_bytes < (4u << 20), "%" PRIu64 " bytes still allocated", st.heap_alloc_bytes);
     CHECK_LE(st.cleanups_pending, n / 100 + 1);
 }

@@ -12,12 +12,6 @@
  * test does not include beside gcpin.h). */
 extern void GC_free(void *p);
 
-static gc_stats stats(void) {
-    gc_stats st;
-    gc_get_stats(&st);
-    return st;
-}
-
 /* Handles live in this global array (a root): handles keep nothing alive. */
 static gc_weak *handles[N];
 static uintptr_t hidden[N];
@@ -219,15 +213,15 @@ static NOINLINE void make_handles(void) {
 }
 
 TEST(handles_are_collected_objects_counted_in_stats) {
-    CHECK_EQ(stats().weak_handles, 0);
+    CHECK_EQ(check_stats().weak_handles, 0);
     make_handles();
     collect_hard();
-    CHECK_EQ(stats().weak_handles, N);
+    CHECK_EQ(check_stats().weak_handles, N);
     memset(handles, 0, sizeof handles);
     escape(handles);
     collect_hard();
     collect_hard();
-    uint64_t left = stats().weak_handles;
+    uint64_t left = check_stats().weak_handles;
     CHECKF(left <= N / 10, "%" PRIu64 " of %d unreferenced handles alive", left, N);
     /* Once a handle died, making one again gives a working (new) handle. */
     for (int i = 0; i < N; i++) {
@@ -238,7 +232,7 @@ TEST(handles_are_collected_objects_counted_in_stats) {
             CHECK(gc_weak_get(handles[i]) == kept[i]);
         }
     }
-    CHECK_EQ(stats().weak_handles, N);
+    CHECK_EQ(check_stats().weak_handles, N);
 }
 
 /* A million objects with a handle each, all dropped: their memory comes back. */
@@ -256,7 +250,7 @@ TEST_TIMEOUT(a_million_handles_and_objects_are_collected, 240) {
     make_many_weak(n);
     collect_hard();
     collect_hard();
-    gc_stats st = stats();
+    gc_stats st = check_stats();
     CHECKF(st.heap_alloc_bytes < (4u << 20), "%" PRIu64 " bytes still allocated", st.heap_alloc_bytes);
     CHECKF(st.weak_handles < 1000, "%" PRIu64 " handles alive", st.weak_handles);
     /* Handles keep working after the table shrank. */
