@@ -125,9 +125,9 @@ typedef struct gc_stats {
    */
   uint64_t total_alloc_bytes;
   /**
-   * Weak handles that still give their object: the handle and the object
-   * were both alive at the last collection (fields from here on were added
-   * after the first release: the struct grew at its end).
+   * Weak handles that still give their object: made since the last
+   * collection, or found alive by it with their object. (This field and the
+   * next were added later: the struct grew at its end.)
    */
   uint64_t weak_handles;
   /**

@@ -38,9 +38,9 @@ pub struct gc_stats {
     pub next_gc_bytes: u64,
     /// Cumulative bytes allocated.
     pub total_alloc_bytes: u64,
-    /// Weak handles that still give their object: the handle and the object
-    /// were both alive at the last collection (fields from here on were added
-    /// after the first release: the struct grew at its end).
+    /// Weak handles that still give their object: made since the last
+    /// collection, or found alive by it with their object. (This field and the
+    /// next were added later: the struct grew at its end.)
     pub weak_handles: u64,
     /// Cleanups not yet run nor stopped, queued ones included.
     pub cleanups_pending: u64,
