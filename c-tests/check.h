@@ -283,6 +283,13 @@ CHECK_UNUSED static double check_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The collector's statistics (gc_get_stats). */
+CHECK_UNUSED static gc_stats check_stats(void) {
+    gc_stats st;
+    gc_get_stats(&st);
+    return st;
+}
+
 /* Polls until *counter >= target, running finalizers on this thread meanwhile;
  * false when `seconds` pass first. */
 CHECK_UNUSED static bool wait_for_count(atomic_int *counter, int target, double seconds) {

@@ -7,7 +7,8 @@
  * arena pages, beyond the arena, non-canonical). Each row goes through is_pinned,
  * gc_pin_count, pinner_pin (fresh and non-empty pinner), pinner_pin_many (alone
  * and between two good pointers), gc_check_pointer, gc_set_finalizer (set and
- * clear), gc_add_roots / gc_remove_roots. The expected values come from
+ * clear), gc_add_roots / gc_remove_roots, gc_weak_make / gc_weak_get and
+ * gc_add_cleanup / gc_stop_cleanup. The expected values come from
  * include/gcpin.h and DESIGN.md; where those are silent the row says so.
  *
  * Other rows: bad pinners (NULL, garbage contents), unpin twice, pin after the
@@ -78,6 +79,7 @@ static int g_bss_int;
 static int g_data_int = 42;
 static const char g_rodata[] = "read-only data of the program";
 static atomic_int g_fin_runs;
+static gc_weak *g_weak_good1;
 
 enum { EXACT = 1152, SPAN_SIZE = 1280, FREED_LARGE = 4 << 20, CANDIDATES = 2 };
 
@@ -165,6 +167,10 @@ static void make_fixtures(void) {
     REQUIRE(g_exact2 == g_exact1 + EXACT); /* a fresh span, lowest slots first */
     /* Nothing was freed yet: pages are handed out in address order. */
     REQUIRE(g_after_large == g_large_exact + 65536);
+    /* The span of weak handles exists before anything is freed, so the
+     * handles the rows make never take the freed pages. */
+    g_weak_good1 = gc_weak_make(g_good1);
+    REQUIRE(g_weak_good1 != NULL);
     gc_stats before;
     gc_get_stats(&before);
     make_freed_large();
@@ -232,6 +238,28 @@ static void pin_and_unpin(const struct ptr_row *r, gc_status want) {
     RCHECK(pinned_objects() == 0);
 }
 
+static void never_cleanup(void *arg) {
+    (void)arg;
+    abort();
+}
+
+/* gc_weak_make and gc_add_cleanup take every pointer gc_set_finalizer takes
+ * (an object, by an interior pointer too) and give NULL / 0 for the others,
+ * with errno = EINVAL but for NULL. */
+static void weak_and_cleanup(const void *p, gc_status want_setfin) {
+    errno = 0;
+    gc_weak *w = gc_weak_make(p);
+    uint64_t id = gc_add_cleanup(p, never_cleanup, NULL);
+    if (want_setfin == GC_OK) {
+        RCHECK(w != NULL && gc_weak_get(w) == p && gc_weak_make(p) == w);
+        RCHECK(id != 0 && gc_stop_cleanup(id) && !gc_stop_cleanup(id));
+    } else {
+        RCHECK(w == NULL && id == 0 && !gc_stop_cleanup(id));
+        RCHECK(errno == (p == NULL ? 0 : EINVAL));
+    }
+    RCHECK(gc_add_cleanup(p, NULL, NULL) == 0);
+}
+
 static void run_ptr_row(const struct ptr_row *r) {
     row = r->name;
     const void *p = r->ptr;
@@ -264,6 +292,7 @@ static void run_ptr_row(const struct ptr_row *r) {
             RSTATUS(gc_remove_roots(p, 64), GC_ERR_INVALID);
         }
     }
+    weak_and_cleanup(p, want_setfin);
     RCHECK(gc_pin_count(p) == 0);
     row_epilogue();
 }
@@ -679,6 +708,14 @@ static void first_strerror(void) { (void)gc_strerror(GC_OK); }
 static void first_leak_handler(void) { gc_set_pinner_leak_handler(NULL, NULL); }
 static void first_alloc_zero(void) { escape(gc_alloc(0)); }
 static void first_set_finalizer_null(void) { (void)gc_set_finalizer(NULL, NULL, NULL); }
+static void first_weak_null(void) {
+    escape(gc_weak_make(NULL));
+    escape(gc_weak_get(NULL));
+}
+static void first_cleanup_null(void) {
+    (void)gc_add_cleanup(NULL, never_cleanup, NULL);
+    (void)gc_stop_cleanup(0);
+}
 
 static const struct {
     const char *name;
@@ -693,6 +730,8 @@ static const struct {
     {"gc_set_pinner_leak_handler(NULL, NULL)", first_leak_handler},
     {"gc_alloc(0)", first_alloc_zero},
     {"gc_set_finalizer(NULL, NULL, NULL)", first_set_finalizer_null},
+    {"gc_weak_make(NULL), gc_weak_get(NULL)", first_weak_null},
+    {"gc_add_cleanup(NULL, ...), gc_stop_cleanup(0)", first_cleanup_null},
 };
 static gc_status first_call_unregister[sizeof first_calls / sizeof first_calls[0]];
 static gc_status after_alloc_unregister[sizeof first_calls / sizeof first_calls[0]];

@@ -84,6 +84,7 @@ TEST(uncollectable_objects_survive_until_freed_and_realloc_keeps_the_kind) {
     CHECK_GE(GC_get_non_gc_bytes(), 1024);
     collect_hard();
     collect_hard();
+    CHECK_EQ(gc_verify_heap(), GC_OK); /* with uncollectable objects in the heap */
     CHECK(GC_base(UNHIDE(h)) == UNHIDE(h));   /* still allocated */
     CHECK(words_intact(UNHIDE(h), 64, 99));
     CHECK(words_intact(UNHIDE(ha), 64, 99));

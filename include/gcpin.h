@@ -46,6 +46,11 @@ typedef enum gc_status {
 } gc_status;
 
 /**
+ * A weak reference: a handle managed by the collector (see gc_weak_make).
+ */
+typedef struct gc_weak gc_weak;
+
+/**
  * The user's pinner handle. A zeroed `gc_pinner` is ready to use; it must live
  * where the collector looks (stack, globals, GC heap, added roots).
  */
@@ -103,7 +108,7 @@ typedef struct gc_stats {
    */
   uint64_t pinned_objects;
   /**
-   * Finalizers waiting to run.
+   * Finalizers (and cleanups) queued to run.
    */
   uint64_t finalizers_queued;
   /**
@@ -119,7 +124,23 @@ typedef struct gc_stats {
    * Cumulative bytes allocated.
    */
   uint64_t total_alloc_bytes;
+  /**
+   * Weak handles that still give their object: made since the last
+   * collection, or found alive by it with their object. (This field and the
+   * next were added later: the struct grew at its end.)
+   */
+  uint64_t weak_handles;
+  /**
+   * Cleanups not yet run nor stopped, queued ones included.
+   */
+  uint64_t cleanups_pending;
 } gc_stats;
+
+/**
+ * Cleanup function type: called once with the argument given to
+ * gc_add_cleanup.
+ */
+typedef void (*gc_cleanup_fn)(void *arg);
 
 #ifdef __cplusplus
 extern "C" {
@@ -253,6 +274,52 @@ void gc_get_stats(struct gc_stats *out);
  * invariant (heap corruption) aborts with a message saying which.
  */
 enum gc_status gc_verify_heap(void);
+
+/**
+ * A weak reference to the object containing `ptr` (interior pointers
+ * allowed): gc_weak_get gives `ptr` back while the object is reachable, and
+ * NULL from the collection that finds it unreachable on (before any finalizer
+ * of it runs, even one that revives it). The handle is itself a collected
+ * object: it lives while something refers to it and does not keep the object
+ * alive. Canonical: gc_weak_make(p) returns the same handle while that handle
+ * and p's object are alive, so handles can be compared. A pinned object's
+ * weak references are never cleared. NULL for NULL; NULL with errno = EINVAL
+ * for a pointer outside the heap (stack, malloc, globals, the zero-size
+ * address) and for a free slot; NULL with errno = ENOMEM when no handle can
+ * be allocated.
+ */
+struct gc_weak *gc_weak_make(const void *ptr);
+
+/**
+ * The pointer `w` was made for while its object is reachable; NULL once a
+ * collection found it unreachable, and for NULL. A load and a compare from a
+ * registered thread (an unregistered one is registered first); lock-free and
+ * safe concurrently with collections: the pointer returned is never to a
+ * freed or reused slot, because the caller's registers and stack, which then
+ * hold it, keep its object alive.
+ */
+void *gc_weak_get(const struct gc_weak *w);
+
+/**
+ * Arranges for `fn(arg)` to run once, on the finalizer thread or in
+ * gc_run_finalizers, after the object containing `ptr` (interior pointers
+ * allowed) became unreachable: after its finalizer, if it has one, and once
+ * it is unreachable again. An object may have several cleanups. The cleanup
+ * does not keep the object alive, but `arg` is kept alive until the cleanup
+ * runs or is stopped: if `arg` reaches the object, the object stays reachable
+ * and the cleanup never runs. An explicit free (GC_free) drops the object's
+ * cleanups without running them. Returns the cleanup's id (never 0), or 0 for
+ * a NULL `fn`, a NULL `ptr`, a pointer outside the heap or at a free slot
+ * (errno = EINVAL), or when out of memory (errno = ENOMEM).
+ */
+uint64_t gc_add_cleanup(const void *ptr, gc_cleanup_fn f, void *arg);
+
+/**
+ * Cancels the cleanup `id`: true if it was pending and now will not run;
+ * false if it already ran or is queued to run, was stopped, or `id` is
+ * unknown (0 included).
+ */
+bool gc_stop_cleanup(uint64_t id);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -4,13 +4,13 @@
 //! into C; the documented value is returned instead), checks NULL, registers the
 //! calling thread when needed, enters the runtime for the duration of the work,
 //! and collects — after leaving the runtime — when an allocation asked for it.
-//! Four hot paths run before the boundary, on code that cannot panic (no
+//! Five hot paths run before the boundary, on code that cannot panic (no
 //! allocation, no bounds check that can fail), and hand everything else to the
-//! guarded path: `is_pinned`, and the common cases of `gc_alloc` /
-//! `gc_alloc_noscan` (`alloc_fast`), `pinner_pin` (`pin_fast`) and
-//! `pinner_unpin` (`unpin_fast`). The guarded path is a call into a full frame
-//! (saved registers, slow cases inline); the fast paths are straight-line code
-//! without one.
+//! guarded path: `is_pinned`, `gc_weak_get` from a registered thread, and the
+//! common cases of `gc_alloc` / `gc_alloc_noscan` (`alloc_fast`), `pinner_pin`
+//! (`pin_fast`) and `pinner_unpin` (`unpin_fast`). The guarded path is a call
+//! into a full frame (saved registers, slow cases inline); the fast paths are
+//! straight-line code without one.
 //! Errors are `gc_status` values, never prints; the only aborts are a broken
 //! heap invariant and the default pinner-leak handler.
 
@@ -32,6 +32,7 @@ use crate::runtime::{runtime as heap, Runtime};
 use crate::stats::gc_stats;
 use crate::threads::{self, InRuntime, Refusal, ThreadState};
 use crate::verify;
+use crate::weak;
 
 /// Status of every fallible call. 0 is success; numbers are never reused.
 #[repr(C)]
@@ -600,5 +601,153 @@ pub extern "C" fn gc_verify_heap() -> gc_status {
             Some(()) => GC_OK,
             None => GC_ERR_THREAD,
         }
+    })
+}
+
+/// A weak reference: a handle managed by the collector (see gc_weak_make).
+pub struct gc_weak {
+    _opaque: [u8; 0],
+}
+
+/// Cleanup function type: called once with the argument given to
+/// gc_add_cleanup.
+pub type gc_cleanup_fn = Option<unsafe extern "C" fn(arg: *mut c_void)>;
+
+/// The allocated object containing `ptr`, classified inside the runtime;
+/// errno = EINVAL for a pointer outside the heap (or the zero-size address)
+/// and for a free slot.
+fn object_or_einval(h: &Heap, ptr: usize) -> Option<(*mut crate::span::Span, usize)> {
+    match h.find_object(ptr) {
+        Ok(Target::Object(s, idx)) => Some((s, idx)),
+        _ => {
+            set_errno(libc::EINVAL);
+            None
+        }
+    }
+}
+
+/// A weak reference to the object containing `ptr` (interior pointers
+/// allowed): gc_weak_get gives `ptr` back while the object is reachable, and
+/// NULL from the collection that finds it unreachable on (before any finalizer
+/// of it runs, even one that revives it). The handle is itself a collected
+/// object: it lives while something refers to it and does not keep the object
+/// alive. Canonical: gc_weak_make(p) returns the same handle while that handle
+/// and p's object are alive, so handles can be compared. A pinned object's
+/// weak references are never cleared. NULL for NULL; NULL with errno = EINVAL
+/// for a pointer outside the heap (stack, malloc, globals, the zero-size
+/// address) and for a free slot; NULL with errno = ENOMEM when no handle can
+/// be allocated.
+#[no_mangle]
+pub extern "C" fn gc_weak_make(ptr: *const c_void) -> *mut gc_weak {
+    ffi_boundary!(std::ptr::null_mut(), {
+        if ptr.is_null() {
+            return std::ptr::null_mut();
+        }
+        let Some(ts) = api_thread_or_errno() else { return std::ptr::null_mut() };
+        weak_make_entry(ts, ptr as usize) as *mut gc_weak
+    })
+}
+
+/// gc_weak_make for a non-NULL pointer: the existing handle, or a new one.
+/// The handle is allocated outside the runtime, as by gc_alloc_noscan (which
+/// may collect): meanwhile `ptr`, live in this frame, keeps its object alive.
+#[inline(never)]
+fn weak_make_entry(ts: *mut ThreadState, ptr: usize) -> usize {
+    let h = heap();
+    {
+        let _g = InRuntime::enter(ts);
+        if object_or_einval(h, ptr).is_none() {
+            return 0;
+        }
+        if let Some(w) = h.weak.find(ptr) {
+            return w;
+        }
+    }
+    let fresh = alloc_entry(weak::HANDLE_BYTES, true) as usize;
+    if fresh == 0 {
+        return 0;
+    }
+    let ptr = std::hint::black_box(ptr);
+    let _g = InRuntime::enter(ts);
+    if object_or_einval(h, ptr).is_none() {
+        return 0;
+    }
+    h.weak.install(&h.links, ptr, fresh)
+}
+
+/// The pointer `w` was made for while its object is reachable; NULL once a
+/// collection found it unreachable, and for NULL. A load and a compare from a
+/// registered thread (an unregistered one is registered first); lock-free and
+/// safe concurrently with collections: the pointer returned is never to a
+/// freed or reused slot, because the caller's registers and stack, which then
+/// hold it, keep its object alive.
+#[no_mangle]
+pub extern "C" fn gc_weak_get(w: *const gc_weak) -> *mut c_void {
+    // No panic can happen on this path (a thread-local read and a load), so it
+    // needs no panic boundary; the registration path has one.
+    if w.is_null() {
+        return std::ptr::null_mut();
+    }
+    if !threads::current().is_null() {
+        // SAFETY: a handle from gc_weak_make, which the caller holds.
+        return unsafe { weak::get(w as usize) } as *mut c_void;
+    }
+    ffi_boundary!(std::ptr::null_mut(), {
+        if api_thread_or_errno().is_none() {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: as above; now the caller's stack is scanned too.
+        unsafe { weak::get(w as usize) as *mut c_void }
+    })
+}
+
+/// Arranges for `fn(arg)` to run once, on the finalizer thread or in
+/// gc_run_finalizers, after the object containing `ptr` (interior pointers
+/// allowed) became unreachable: after its finalizer, if it has one, and once
+/// it is unreachable again. An object may have several cleanups. The cleanup
+/// does not keep the object alive, but `arg` is kept alive until the cleanup
+/// runs or is stopped: if `arg` reaches the object, the object stays reachable
+/// and the cleanup never runs. An explicit free (GC_free) drops the object's
+/// cleanups without running them. Returns the cleanup's id (never 0), or 0 for
+/// a NULL `fn`, a NULL `ptr`, a pointer outside the heap or at a free slot
+/// (errno = EINVAL), or when out of memory (errno = ENOMEM).
+#[no_mangle]
+pub extern "C" fn gc_add_cleanup(ptr: *const c_void, f: gc_cleanup_fn, arg: *mut c_void) -> u64 {
+    ffi_boundary!(0, {
+        let Some(f) = f else { return 0 };
+        if ptr.is_null() {
+            return 0;
+        }
+        let Some(ts) = api_thread_or_errno() else { return 0 };
+        let h = heap();
+        let id = {
+            let _g = InRuntime::enter(ts);
+            let Some((s, idx)) = object_or_einval(h, ptr as usize) else { return 0 };
+            match finalizer::add_cleanup(h, s, idx, f, arg) {
+                Ok(id) => id,
+                Err(()) => {
+                    set_errno(libc::ENOMEM);
+                    return 0;
+                }
+            }
+        };
+        h.ensure_finalizer_thread();
+        id
+    })
+}
+
+/// Cancels the cleanup `id`: true if it was pending and now will not run;
+/// false if it already ran or is queued to run, was stopped, or `id` is
+/// unknown (0 included).
+#[no_mangle]
+pub extern "C" fn gc_stop_cleanup(id: u64) -> bool {
+    ffi_boundary!(false, {
+        if id == 0 {
+            return false;
+        }
+        let Some(ts) = api_thread_or_errno() else { return false };
+        let h = heap();
+        let _g = InRuntime::enter(ts);
+        finalizer::stop_cleanup(h, id)
     })
 }

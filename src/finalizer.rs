@@ -1,4 +1,4 @@
-//! Finalizers: setting them, and who runs the queued ones.
+//! Finalizers and cleanups: setting them, and who runs the queued ones.
 //!
 //! `gc_set_finalizer` hangs a finalizer special on an object. When a sweep finds
 //! the object unmarked it moves the special to the queue (`finq`) and
@@ -6,9 +6,17 @@
 //! stays alive (with all it reaches: the queue is a root) until its finalizer has
 //! run once; the object is freed by a later cycle [Go: SetFinalizer].
 //!
-//! Finalizers run outside the runtime, never with a lock held: on the runtime's
-//! finalizer thread (started with the first finalizer) or on a thread calling
-//! `gc_run_finalizers`, whichever pops the record first.
+//! `add_cleanup` hangs a cleanup special on an object [Go: AddCleanup]: it does
+//! not keep the object alive (only its argument), and the sweep that finds the
+//! object unmarked with no finalizer left queues it and frees the object. So a
+//! cleanup runs after the object's finalizer, if any, once the object is
+//! unreachable again. Each has an id (`cleanup`), by which it can be stopped
+//! while it is still on its object.
+//!
+//! Finalizers and cleanups run outside the runtime, never with a lock held: on
+//! the runtime's finalizer thread (started with the first finalizer or
+//! cleanup) or on a thread calling `gc_run_finalizers`, whichever pops the
+//! record first.
 //!
 //! Lock discipline: the queue lock is taken only inside the runtime, or by the
 //! collector with the world stopped. The finalizer thread sleeps on a futex
@@ -19,7 +27,7 @@ use std::sync::atomic::Ordering::*;
 use crate::heap::Heap;
 use crate::os;
 use crate::span::Span;
-use crate::specials::{free_special, new_special, FinalizerFn, KIND_FINALIZER};
+use crate::specials::{free_special, new_special, CleanupFn, FinalizerFn, KIND_CLEANUP, KIND_FINALIZER};
 use crate::threads::{self, InRuntime, World};
 use crate::worldlock::WorldLock;
 
@@ -80,16 +88,20 @@ fn run_queued_here(h: &'static Heap, world: &'static WorldLock<World>, max: usiz
         // the only place that address lives until it is in our locals, which the
         // collector scans with our stack and registers. A collection between the
         // two would free the object under its finalizer.
-        let (func, obj, arg) = {
+        // (A cleanup record has no object; its argument is in the same place.)
+        let (func, cleanup, obj, arg) = {
             let _g = InRuntime::enter(ts);
             let sp = h.finq.pop();
             if sp.is_null() {
                 break;
             }
             // SAFETY: we popped the record, so it is ours, and it is off every
-            // list; the queue kept the object alive until now.
+            // list; the queue kept the object and argument alive until now.
             unsafe {
-                let fields = ((*sp).func, (*sp).obj, (*sp).arg);
+                let fields = ((*sp).func, (*sp).cleanup, (*sp).obj, (*sp).arg);
+                if (*sp).kind == KIND_CLEANUP {
+                    h.cleanups.forget((*sp).id);
+                }
                 free_special(sp);
                 fields
             }
@@ -99,6 +111,11 @@ fn run_queued_here(h: &'static Heap, world: &'static WorldLock<World>, max: usiz
             // SAFETY: the user registered this function for this object.
             unsafe { f(obj as *mut libc::c_void, arg) };
             std::hint::black_box(obj);
+        } else if let Some(c) = cleanup {
+            let arg = std::hint::black_box(arg);
+            // SAFETY: the user registered this function with this argument.
+            unsafe { c(arg) };
+            std::hint::black_box(arg);
         }
         ran += 1;
     }
@@ -157,4 +174,49 @@ pub fn swap(
         }
     }
     Ok(old)
+}
+
+/// Hangs a cleanup `f(arg)` on object `idx` of span `s` and returns its id
+/// (never 0). Inside the runtime; the object is allocated. Fails only when no
+/// record can be had.
+pub fn add_cleanup(h: &Heap, s: *mut Span, idx: usize, f: CleanupFn, arg: *mut libc::c_void) -> Result<u64, ()> {
+    let sp = new_special(idx as u32, KIND_CLEANUP);
+    if sp.is_null() {
+        return Err(());
+    }
+    // SAFETY: `s` is in use and holds object `idx` (contract).
+    let base = unsafe { (*s).object_base(idx) };
+    // SAFETY: `s` is in use; its lock guards its specials.
+    let mut list = unsafe { (*s).specials.lock().unwrap_or_else(|e| e.into_inner()) };
+    let id = h.cleanups.add(base);
+    // SAFETY: a fresh record on no list; the list is locked.
+    unsafe {
+        (*sp).cleanup = Some(f);
+        (*sp).arg = arg;
+        (*sp).id = id;
+        list.insert(sp);
+    }
+    Ok(id)
+}
+
+/// Cancels cleanup `id` if it is still on its object: true then (it will not
+/// run); false for an id that ran, was stopped, is queued to run, or never
+/// was. Inside the runtime.
+pub fn stop_cleanup(h: &Heap, id: u64) -> bool {
+    let Some(obj) = h.cleanups.object_of(id) else { return false };
+    // The id is here, so the record is on the object's span or in the queue:
+    // the object is allocated, or was freed by the sweep that queued it (the
+    // slot may hold another object now; the id tells the records apart).
+    let Ok(crate::heap::Target::Object(s, idx)) = h.find_object(obj) else { return false };
+    // SAFETY: an in-use span; its lock guards its specials.
+    let mut list = unsafe { (*s).specials.lock().unwrap_or_else(|e| e.into_inner()) };
+    let sp = list.remove_where(|sp| sp.kind == KIND_CLEANUP && sp.index == idx as u32 && sp.id == id, 1);
+    drop(list);
+    if sp.is_null() {
+        return false;
+    }
+    h.cleanups.forget(id);
+    // SAFETY: just unlinked.
+    unsafe { free_special(sp) };
+    true
 }

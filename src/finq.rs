@@ -8,8 +8,9 @@
 //! collector with the world stopped. The finalizer thread sleeps on the futex
 //! word `seq`, with no lock held, so it can be stopped while it sleeps.
 //! Invariant: `len` is the length of the list `head`..`tail`; every record on
-//! it is owned by the queue, off its span's list, and its object is a root
-//! (marked through `for_each_queued`) until a runner pops it.
+//! it is owned by the queue, off its span's list, and its object (a
+//! finalizer's; a cleanup record's `obj` is 0) and argument are roots (marked
+//! through `for_each_queued`) until a runner pops it.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::*};
 use std::sync::Mutex;

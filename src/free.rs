@@ -11,8 +11,9 @@ use crate::heap::Heap;
 use crate::links::LinkTable;
 use crate::pinner;
 use crate::span::Span;
-use crate::specials::{free_special, KIND_UNCOLLECTABLE};
+use crate::specials::{free_special, KIND_CLEANUP, KIND_UNCOLLECTABLE};
 use crate::threads::InRuntime;
+use crate::weak::WeakTable;
 
 /// What an explicit free did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +30,10 @@ pub enum Freed {
 }
 
 /// Frees object `idx` of span `s` explicitly (libgc's `GC_free`). Its
-/// finalizer is dropped without running, links registered inside it are
-/// dropped, and an uncollectable object gives back its own pin first; a pinned
-/// object is not freed (`Freed::Pinned`).
+/// finalizer and cleanups are dropped without running, links registered inside
+/// it are dropped, weak handles of pointers into it read NULL from now on, and
+/// an uncollectable object gives back its own pin first; a pinned object is
+/// not freed (`Freed::Pinned`).
 ///
 /// Where the slot goes:
 /// - a large object's span goes back to the page heap at once;
@@ -48,7 +50,7 @@ pub enum Freed {
 /// Inside the runtime: no collection runs meanwhile (the collector waits for
 /// this thread to leave), so alloc bits, spans and lists are not swept under us.
 /// The object is allocated (the caller classified the pointer).
-pub fn free(g: &InRuntime, h: &Heap, links: &LinkTable, s: *mut Span, idx: usize) -> Freed {
+pub fn free(g: &InRuntime, h: &Heap, links: &LinkTable, weak: &WeakTable, s: *mut Span, idx: usize) -> Freed {
     // SAFETY: `s` is an in-use span holding allocated object `idx` (contract).
     let (base, elemsize, spc) = unsafe { ((*s).object_base(idx), (*s).elemsize, (*s).spanclass as usize) };
     {
@@ -72,11 +74,15 @@ pub fn free(g: &InRuntime, h: &Heap, links: &LinkTable, s: *mut Span, idx: usize
         // SAFETY: records unlinked from the list above, ours to give back.
         unsafe {
             let next = (*chain).next;
+            if (*chain).kind == KIND_CLEANUP {
+                h.cleanups.forget((*chain).id);
+            }
             free_special(chain);
             chain = next;
         }
     }
     links.drop_inside(base, base + elemsize);
+    weak.freed(links, base, base + elemsize);
     if spc >> 1 == 0 {
         h.pacer.note_freed(elemsize);
         let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());

@@ -8,10 +8,12 @@
 //!    the runtime, so no runtime lock is held and every mcache is consistent;
 //! 3. empty every mcache and every thread's cached inner pinner;
 //! 4. mark from the roots (`mark`), with this thread's registers spilled;
-//! 5. sweep (`sweep`): free unmarked objects, queue finalizers, rebuild the
-//!    central lists, free empty spans;
+//! 5. kill the weak entries whose object or handle is unmarked (`weak`), and
+//!    sweep (`sweep`): clear short links, free unmarked objects, queue
+//!    finalizers and cleanups, rebuild the central lists, free empty spans;
 //! 6. set the next trigger from the live heap [GOGC] and restart the world;
-//! 7. with the world running but the world lock still held: give surplus free
+//! 7. with the world running but the world lock still held: remove the weak
+//!    and link entries the stop killed, once they are many; give surplus free
 //!    pages back to the OS in 8 MiB steps [scavenger]: all of them after an
 //!    explicit collection, at a paced rate after an automatic one (`Release`);
 //! 8. after the lock: trace line, wake the finalizer thread.
@@ -107,6 +109,11 @@ fn cycle(h: &Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadState, relea
     // stop us while we hold the page lock), release surplus pages in steps of
     // at most 8 MiB so allocating threads wait for the page lock only briefly.
     h.marker(w).release_memory();
+    // The entries the stop killed (it could not free their memory) go now;
+    // no one can stop us while we hold these tables' locks, as we hold the
+    // world lock.
+    h.weak.compact();
+    h.links.compact();
     let mut released = 0;
     while released < paused.budget {
         let ask = (paused.budget - released).min(8 << 20);
@@ -156,6 +163,7 @@ fn stopped_part(
         // locked by with_loaded_objects around us.
         unsafe { mark::mark(h, marker, &all, me, sp, loaded, &pa) };
     });
+    h.weak.clear_unmarked(h);
     let swept = sweep::sweep(h, &h.links, &mut pa);
     let live = swept.live_bytes;
     let next_gc = h.pacer.end_cycle(live);
@@ -259,6 +267,8 @@ pub fn read_stats(h: &'static Runtime) -> gc_stats {
         st
     })
     .unwrap_or_default();
+    out.weak_handles = h.weak.live() as u64;
+    out.cleanups_pending = h.cleanups.len() as u64;
     let s = &h.stats;
     out.num_gc = s.num_gc.load(Relaxed);
     out.pause_total_ns = s.pause_total_ns.load(Relaxed);

@@ -22,6 +22,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 
+use crate::cleanup::CleanupTable;
 use crate::config::Config;
 use crate::finq::FinalizerQueue;
 use crate::fixalloc::FixAlloc;
@@ -93,6 +94,8 @@ pub struct Heap {
     pub stats: Stats,
     pub roots: RootSet,
     pub finq: FinalizerQueue,
+    /// The ids of the cleanups not yet run (`gc_add_cleanup`).
+    pub cleanups: CleanupTable,
     pub start_ns: u64,
     /// While nonzero no collection runs, explicit or automatic (libgc's
     /// `GC_disable`/`GC_enable` count; see `gc::collect_when`).
@@ -156,6 +159,7 @@ impl Heap {
             stats: Stats::new(),
             roots: RootSet::new(),
             finq: FinalizerQueue::new(),
+            cleanups: CleanupTable::new(),
             start_ns: os::nanotime(),
             gc_disabled: AtomicUsize::new(0),
             max_heap_bytes: AtomicUsize::new(usize::MAX),

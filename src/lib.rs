@@ -32,7 +32,9 @@
 //! - `pinner` [pinner.go]: pin counts (bits and counter specials), inner
 //!   pinners, the leak check; `cgocheck`: Go's cgocheck for C.
 //! - `specials`, `finq`, `finalizer` [mfinal]: per-object records; the queue of
-//!   finalizers to run; setting them and the finalizer thread.
+//!   finalizers (and cleanups) to run; setting them and the finalizer thread;
+//!   `cleanup` [mcleanup]: the ids of the pending cleanups.
+//! - `weak` [weak.Pointer]: weak handles, short links with a canonical table.
 //! - `stats`, `verify`: the statistics counters and the heap-invariant checker.
 //! - `runtime`: the one process-wide `Runtime` (heap, world lock, marker,
 //!   links), its creation, and the fork handlers.
@@ -48,13 +50,13 @@
 //!
 //! 0. os, pacer, sizeclass, stats
 //! 1. config, fixalloc, pagealloc, tls, worldlock
-//! 2. pinbits, roots, specials
+//! 2. cleanup, pinbits, roots, specials
 //! 3. finq, span
 //! 4. spanset
 //! 5. mcentral
 //! 6. heap
 //! 7. links, mcache
-//! 8. sweep, threads
+//! 8. sweep, threads, weak
 //! 9. alloc, finalizer, stopworld
 //! 10. pinner
 //! 11. cgocheck, free, mark, verify
@@ -71,8 +73,10 @@
 //! segments and TLS modules → stop every other thread (signal; each parks
 //! outside the runtime) → empty mcaches and pinner caches → mark from roots
 //! (segments, added ranges, stacks and registers, TLS blocks, pinned objects,
-//! finalizer state) → sweep (queue finalizers, free unmarked objects, rebuild
-//! central lists, free empty spans) → pace the next cycle → restart the world
+//! finalizer state, cleanup arguments) → kill weak entries whose object or
+//! handle is unmarked → sweep (clear short links and weak handles, queue
+//! finalizers, then cleanups of objects still unmarked, free unmarked
+//! objects, rebuild central lists, free empty spans) → pace the next cycle → restart the world
 //! → release surplus pages → trace, wake the finalizer thread.
 
 #![allow(non_camel_case_types)]
@@ -84,6 +88,7 @@
 pub(crate) mod alloc;
 pub mod capi;
 pub(crate) mod cgocheck;
+pub(crate) mod cleanup;
 pub(crate) mod config;
 pub(crate) mod finalizer;
 pub(crate) mod finq;
@@ -114,6 +119,7 @@ pub(crate) mod sweep;
 pub(crate) mod threads;
 pub(crate) mod tls;
 pub(crate) mod verify;
+pub(crate) mod weak;
 pub(crate) mod worldlock;
 
 pub use capi::*;

@@ -329,7 +329,7 @@ fn free_inner(p: *mut c_void) {
         return;
     }
     let uncollectable = is_uncollectable(s, idx);
-    match crate::free::free(&g, h, &h.links, s, idx) {
+    match crate::free::free(&g, h, &h.links, &h.weak, s, idx) {
         Freed::Pinned => {}
         Freed::Reused | Freed::AtSweep => {
             let gc_no = h.stats.num_gc.load(Relaxed);

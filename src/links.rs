@@ -18,9 +18,15 @@
 //! reused, and the registration must not outlive it.
 //!
 //! Lock discipline: the table's lock is taken inside the runtime (registration
-//! calls), or by the collector with the world stopped. With the world stopped
-//! nothing is allocated or freed: a dead entry is only marked (`target == 0`);
-//! registration calls remove dead entries later (`compact`), inside the runtime.
+//! calls), or by the collector with the world stopped (or holding the world
+//! lock, after a cycle). With the world stopped nothing is allocated or freed:
+//! a dead entry is only marked (`target == 0`) and counted; dead entries are
+//! removed later (`compact`), by registration calls inside the runtime and by
+//! the collector after the restart, once they outnumber the live ones, so that
+//! a registration costs a logarithmic time on average, not a pass over the
+//! table.
+//!
+//! gc_weak handles (`weak`) are short links: the handle's word is the link.
 //!
 //! Invariants: every live entry's target was an allocated heap object, or
 //! memory outside the heap, when it was registered; an entry whose link lies in
@@ -49,15 +55,29 @@ const LONG: usize = 1;
 /// Two tables, short links (index 0) and long links (1), keyed by the link's
 /// address: libgc keeps the kinds apart, so one word may be both.
 pub struct LinkTable {
-    tables: Mutex<[Table; 2]>,
+    tables: Mutex<Tables>,
+}
+
+/// Invariant: `dead` is the number of entries of both kinds whose target is 0.
+struct Tables {
+    kinds: [Table; 2],
+    dead: usize,
+}
+
+impl Tables {
+    /// Kills a live entry, counting it.
+    fn kill(dead: &mut usize, target: &mut usize) {
+        *target = 0;
+        *dead += 1;
+    }
 }
 
 impl LinkTable {
     pub const fn new() -> LinkTable {
-        LinkTable { tables: Mutex::new([BTreeMap::new(), BTreeMap::new()]) }
+        LinkTable { tables: Mutex::new(Tables { kinds: [BTreeMap::new(), BTreeMap::new()], dead: 0 }) }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut [Table; 2]) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Tables) -> R) -> R {
         f(&mut self.tables.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -68,11 +88,13 @@ impl LinkTable {
     pub fn register(&self, link: usize, target: usize, long: bool) -> Result<(), LinkError> {
         self.with(|t| {
             compact(t);
-            let table = &mut t[long as usize];
+            let table = &mut t.kinds[long as usize];
             if registered(table, link) {
                 return Err(LinkError::Duplicate);
             }
-            table.insert(link, target);
+            if table.insert(link, target).is_some() {
+                t.dead -= 1; // it replaced a dead entry
+            }
             Ok(())
         })
     }
@@ -81,9 +103,13 @@ impl LinkTable {
     pub fn unregister(&self, link: usize, long: bool) -> Result<(), LinkError> {
         self.with(|t| {
             compact(t);
-            match t[long as usize].remove(&link) {
+            match t.kinds[long as usize].remove(&link) {
                 Some(l) if l != 0 => Ok(()),
-                _ => Err(LinkError::NotFound),
+                Some(_) => {
+                    t.dead -= 1;
+                    Err(LinkError::NotFound)
+                }
+                None => Err(LinkError::NotFound),
             }
         })
     }
@@ -93,7 +119,7 @@ impl LinkTable {
     pub fn relocate(&self, link: usize, new_link: usize, long: bool) -> Result<(), LinkError> {
         self.with(|t| {
             compact(t);
-            let table = &mut t[long as usize];
+            let table = &mut t.kinds[long as usize];
             if !registered(table, link) {
                 return Err(LinkError::NotFound);
             }
@@ -104,7 +130,9 @@ impl LinkTable {
                 return Err(LinkError::Duplicate);
             }
             let l = table.remove(&link).expect("checked above");
-            table.insert(new_link, l);
+            if table.insert(new_link, l).is_some() {
+                t.dead -= 1;
+            }
             Ok(())
         })
     }
@@ -113,12 +141,15 @@ impl LinkTable {
     /// object being freed explicitly. Inside the runtime.
     pub fn drop_inside(&self, lo: usize, hi: usize) {
         self.with(|t| {
-            for table in t.iter_mut() {
+            let Tables { kinds, dead } = t;
+            for table in kinds.iter_mut() {
                 if table.is_empty() {
                     continue;
                 }
                 for (_, target) in table.range_mut(lo..hi) {
-                    *target = 0;
+                    if *target != 0 {
+                        Tables::kill(dead, target);
+                    }
                 }
             }
         })
@@ -129,12 +160,13 @@ impl LinkTable {
     pub fn clear_unmarked(&self, h: &Heap) -> usize {
         self.with(|t| {
             let mut cleared = 0;
-            for (&link, target) in t[SHORT].iter_mut() {
+            for (&link, target) in t.kinds[SHORT].iter_mut() {
                 if *target != 0 && !target_marked(h, *target) {
                     clear(link, target);
                     cleared += 1;
                 }
             }
+            t.dead += cleared;
             cleared
         })
     }
@@ -145,21 +177,36 @@ impl LinkTable {
     pub fn clear_freed(&self, h: &Heap) -> usize {
         self.with(|t| {
             let mut cleared = 0;
-            for (kind, table) in t.iter_mut().enumerate() {
+            let Tables { kinds, dead } = t;
+            for (kind, table) in kinds.iter_mut().enumerate() {
                 for (&link, target) in table.iter_mut() {
                     if *target == 0 {
                         continue;
                     }
                     if h.in_arena(link) && !allocated(h, link) {
-                        *target = 0;
+                        Tables::kill(dead, target);
                     } else if kind == LONG && !allocated_or_outside(h, *target) {
                         clear(link, target);
+                        *dead += 1;
                         cleared += 1;
                     }
                 }
             }
             cleared
         })
+    }
+
+    /// Removes the dead entries if they outnumber the live ones. Inside the
+    /// runtime, or holding the world lock with the world running (it frees
+    /// memory).
+    pub fn compact(&self) {
+        self.with(compact)
+    }
+
+    /// Entries of both kinds, dead ones included (for tests).
+    #[cfg(test)]
+    pub fn entries(&self) -> usize {
+        self.with(|t| t.kinds[SHORT].len() + t.kinds[LONG].len())
     }
 }
 
@@ -168,11 +215,19 @@ fn registered(table: &Table, link: usize) -> bool {
     table.get(&link).is_some_and(|&target| target != 0)
 }
 
-/// Removes dead entries. Inside the runtime (it frees memory).
-fn compact(t: &mut [Table; 2]) {
-    for table in t.iter_mut() {
+/// Removes the dead entries once they are at least as many as the live ones
+/// (and more than a few): the table's size stays within twice its live count,
+/// and each removal pass is paid for by as many kills. Not with the world
+/// stopped (it frees memory).
+fn compact(t: &mut Tables) {
+    let total = t.kinds[SHORT].len() + t.kinds[LONG].len();
+    if t.dead < 64 || t.dead * 2 < total {
+        return;
+    }
+    for table in t.kinds.iter_mut() {
         table.retain(|_, target| *target != 0);
     }
+    t.dead = 0;
 }
 
 /// Writes 0 into the link's word and kills the entry. World stopped.
@@ -197,7 +252,8 @@ fn allocated_or_outside(h: &Heap, target: usize) -> bool {
 }
 
 /// Whether the target survives marking: outside the heap, or a marked object.
-fn target_marked(h: &Heap, target: usize) -> bool {
+/// World stopped, mark bits final.
+pub fn target_marked(h: &Heap, target: usize) -> bool {
     if !h.in_arena(target) {
         return true;
     }

@@ -19,7 +19,8 @@
 //! the parent's other threads in a forked child (`World::forked_away`), pinned
 //! objects, what objects with
 //! finalizers point to (not the objects themselves, so they can be finalized),
-//! finalizer arguments, and the objects waiting in the finalizer queue.
+//! finalizer and cleanup arguments (not the objects of cleanups), and the
+//! objects and arguments waiting in the finalizer queue.
 //!
 //! Invariant: only the collector touches mark bits, only with the world stopped;
 //! they are all clear outside a cycle (the sweep clears them).
@@ -30,7 +31,7 @@ use crate::pagealloc::PageAlloc;
 use crate::pinner;
 use crate::roots::LoadedObjects;
 use crate::span::Span;
-use crate::specials::KIND_FINALIZER;
+use crate::specials::{KIND_CLEANUP, KIND_FINALIZER};
 use crate::threads::ThreadState;
 use crate::tls;
 
@@ -444,6 +445,8 @@ pub unsafe fn mark(
                         let b = (*s).object_base(sp.index as usize);
                         m.push(b, (*s).elemsize);
                     }
+                    m.mark_word(h, sp.arg as usize);
+                } else if sp.kind == KIND_CLEANUP {
                     m.mark_word(h, sp.arg as usize);
                 }
             });

@@ -3,7 +3,7 @@
 //! `Runtime` owns everything the runtime shares between threads: the `Heap`
 //! (arena, spans, pacer, finalizer queue, root ranges, statistics,
 //! configuration), the world lock around the registry of threads, the marker,
-//! and the disappearing links. It is the only thing that names the
+//! the disappearing links and the table of weak handles. It is the only thing that names the
 //! process-wide static (`RUNTIME`); everything below it is handed the parts it
 //! needs. It derefs to its heap, so `rt.span_of(p)` reads as before.
 //!
@@ -34,6 +34,7 @@ use crate::mark::Marker;
 use crate::os;
 use crate::stopworld;
 use crate::threads::{self, World};
+use crate::weak::WeakTable;
 use crate::worldlock::{WorldGuard, WorldLock};
 
 pub struct Runtime {
@@ -43,8 +44,10 @@ pub struct Runtime {
     /// The mark stack and its span cache: used only by the holder of the world
     /// lock (`marker`).
     marker: UnsafeCell<Marker>,
-    /// Disappearing links (libgc's API), cleared by the sweep.
+    /// Disappearing links (libgc's API, and gc_weak handles), cleared by the sweep.
     pub links: LinkTable,
+    /// The canonical gc_weak handle of each pointer (see `weak`).
+    pub weak: WeakTable,
 }
 
 // SAFETY: the marker is only reached through `marker`, which takes the world
@@ -69,6 +72,7 @@ impl Runtime {
             world: WorldLock::new(World::new()),
             marker: UnsafeCell::new(Marker::new()),
             links: LinkTable::new(),
+            weak: WeakTable::new(),
         }
     }
 

@@ -1,16 +1,19 @@
 //! Specials: per-object records hung off a span [Go: mspan.specials].
 //!
-//! Three kinds exist: a finalizer (function and argument to run once the object
-//! is unreachable), a pin counter (the pins beyond the two that an object's pin
-//! bits count, see `pinner`), and the mark of an uncollectable object (libgc's
+//! Four kinds exist: a finalizer (function and argument to run once the object
+//! is unreachable), a cleanup (a function and argument to run once the object
+//! is unreachable and has no finalizer left, that does not keep the object
+//! alive [Go: specialCleanup]), a pin counter (the pins beyond the two that an
+//! object's pin bits count, see `pinner`), and the mark of an uncollectable object (libgc's
 //! `GC_malloc_uncollectable`: the object holds one pin of its own, which only
 //! an explicit free takes back, see `alloc::free`). Records come from an off-heap pool so the sweeper can
 //! free them while the world is stopped.
 //!
 //! Invariants:
 //! - A span's list is sorted by (object index, kind) and holds at most one record
-//!   of each kind per object; it is only read or changed with the span's
-//!   `specials` lock held, or while the world is stopped.
+//!   of each kind per object, but for cleanups (any number, each with its own
+//!   id); it is only read or changed with the span's `specials` lock held, or
+//!   while the world is stopped.
 //! - Every record refers to an allocated object of its span.
 //! - `Span::pin_counters` equals the number of pin-counter records in the list.
 
@@ -21,8 +24,10 @@ use crate::fixalloc::FixAlloc;
 pub const KIND_FINALIZER: u8 = 1;
 pub const KIND_PIN_COUNTER: u8 = 2;
 pub const KIND_UNCOLLECTABLE: u8 = 3;
+pub const KIND_CLEANUP: u8 = 4;
 
 pub type FinalizerFn = unsafe extern "C" fn(obj: *mut c_void, arg: *mut c_void);
+pub type CleanupFn = unsafe extern "C" fn(arg: *mut c_void);
 
 #[repr(C)]
 pub struct Special {
@@ -34,8 +39,12 @@ pub struct Special {
     /// Finalizer: what to call, and with what.
     pub func: Option<FinalizerFn>,
     pub arg: *mut c_void,
-    /// Finalizer, once queued: the object's address.
+    /// Finalizer, once queued: the object's address (a queued cleanup: 0, so
+    /// that the queue does not keep its object alive).
     pub obj: usize,
+    /// Cleanup: what to call with `arg`, and the id `gc_add_cleanup` returned.
+    pub cleanup: Option<CleanupFn>,
+    pub id: u64,
 }
 
 /// Off-heap storage for special records.

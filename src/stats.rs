@@ -29,7 +29,7 @@ pub struct gc_stats {
     pub max_pause_ns: u64,
     /// Objects with at least one pin.
     pub pinned_objects: u64,
-    /// Finalizers waiting to run.
+    /// Finalizers (and cleanups) queued to run.
     pub finalizers_queued: u64,
     /// Free heap pages given back to the OS.
     pub heap_released_bytes: u64,
@@ -38,6 +38,12 @@ pub struct gc_stats {
     pub next_gc_bytes: u64,
     /// Cumulative bytes allocated.
     pub total_alloc_bytes: u64,
+    /// Weak handles that still give their object: made since the last
+    /// collection, or found alive by it with their object. (This field and the
+    /// next were added later: the struct grew at its end.)
+    pub weak_handles: u64,
+    /// Cleanups not yet run nor stopped, queued ones included.
+    pub cleanups_pending: u64,
 }
 
 pub struct Stats {

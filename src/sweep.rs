@@ -4,7 +4,11 @@
 //! 0. short disappearing links (`links`) whose object is unmarked are cleared;
 //! 1. each finalizer special whose object is unmarked moves to the finalizer
 //!    queue, and its object is marked again (resurrected) so it survives until
-//!    its finalizer has run; a later cycle frees it;
+//!    its finalizer has run; a later cycle frees it. Then each cleanup special
+//!    whose object is still unmarked (it had no finalizer queued now: a cleanup
+//!    runs after the finalizer, once the object is unreachable again) moves to
+//!    the queue too, without its object (`obj` 0): the object is freed now, and
+//!    only the cleanup's argument stays alive;
 //! 2. the alloc bits become the mark bits: unmarked objects are free. Pinned
 //!    objects were marked as roots, so they are never freed;
 //! 3. a span with no object left goes back to the page heap; one with a free
@@ -21,12 +25,13 @@ use crate::heap::Heap;
 use crate::links::LinkTable;
 use crate::pagealloc::PageAlloc;
 use crate::span::{MarkBits, Span};
-use crate::specials::KIND_FINALIZER;
+use crate::specials::{KIND_CLEANUP, KIND_FINALIZER};
 
 pub struct SweepReport {
     pub live_bytes: usize,
     pub live_objects: usize,
     pub freed_spans: usize,
+    /// Finalizers and cleanups queued.
     pub finalizers_queued: usize,
     /// Bytes allocated since the previous sweep (for the cumulative statistic).
     pub allocated_since_last: usize,
@@ -75,6 +80,15 @@ unsafe fn sweep_span(h: &Heap, s: *mut Span, r: &mut SweepReport) {
                 let idx = (*sp).index as usize;
                 (*sp).obj = (*s).object_base(idx);
                 (*s).mark.set(idx, true);
+                h.finq.push(sp);
+                r.finalizers_queued += 1;
+            }
+            let mark = &(*s).mark;
+            let mut chain = list.remove_where(|sp| sp.kind == KIND_CLEANUP && !mark[sp.index as usize], usize::MAX);
+            while !chain.is_null() {
+                let sp = chain;
+                chain = (*sp).next;
+                (*sp).obj = 0;
                 h.finq.push(sp);
                 r.finalizers_queued += 1;
             }

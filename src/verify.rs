@@ -10,7 +10,7 @@ use crate::pagealloc::PageAlloc;
 use crate::pinner;
 use crate::sizeclass::BITMAP_WORDS;
 use crate::span::Span;
-use crate::specials::{KIND_FINALIZER, KIND_PIN_COUNTER};
+use crate::specials::{KIND_CLEANUP, KIND_FINALIZER, KIND_PIN_COUNTER, KIND_UNCOLLECTABLE};
 use crate::threads::World;
 
 /// Checks every invariant stated in the runtime's files. World stopped, page
@@ -87,7 +87,8 @@ unsafe fn verify_span(s: *mut Span, w: &World) {
         let mut prev: Option<(u32, u8)> = None;
         let mut counters = 0u32;
         list.for_each(|r| {
-            if prev.is_some_and(|p| p >= (r.index, r.kind)) {
+            // Sorted, one record of a kind per object but for cleanups.
+            if prev.is_some_and(|p| p > (r.index, r.kind) || (p == (r.index, r.kind) && r.kind != KIND_CLEANUP)) {
                 throw("heap corruption: specials out of order");
             }
             prev = Some((r.index, r.kind));
@@ -102,6 +103,16 @@ unsafe fn verify_span(s: *mut Span, w: &World) {
                     }
                 }
                 KIND_FINALIZER => {}
+                KIND_UNCOLLECTABLE => {
+                    if pinner::pin_state(s, r.index as usize) == 0 {
+                        throw("heap corruption: an uncollectable object without its own pin");
+                    }
+                }
+                KIND_CLEANUP => {
+                    if r.cleanup.is_none() || r.id == 0 {
+                        throw("heap corruption: a cleanup without function or id");
+                    }
+                }
                 _ => throw("heap corruption: unknown special kind"),
             }
         });
