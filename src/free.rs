@@ -95,18 +95,16 @@ pub fn free(g: &InRuntime, h: &Heap, links: &LinkTable, weak: &WeakTable, s: *mu
         }
         return Freed::Reused;
     }
-    // SAFETY: the guard's thread is the caller; its mcache is only touched by
-    // itself inside the runtime. The object is unpinned and has no specials.
-    // (The slot was counted towards the trigger when the cache reserved it,
-    // and is not counted again when reused: no `note_freed`.)
+    // (The slot was counted towards the trigger when the cache reserved it, and is
+    // not counted again when reused: no `note_freed`.) SAFETY: the guard's thread is
+    // the caller, whose mcache only it touches; the object is unpinned, no specials.
     if unsafe { (*(*g.thread()).mcache.get()).take_back(spc, s, idx) } {
         return Freed::Reused;
     }
     let central = h.central[spc].partial.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: `s` is in use. With the mcentral lock held, a span that is not
-    // cached cannot become cached (`Mcentral::take` marks spans under this
-    // lock), and its last owner let go of it with a Release store: no thread
-    // writes its alloc bits or `needzero` while we hold the lock.
+    // SAFETY: `s` is in use; with the mcentral lock held an uncached span cannot become
+    // cached (`Mcentral::take` marks under this lock) and its last owner let go with a
+    // Release store: no thread writes its alloc bits or `needzero` while we hold it.
     unsafe {
         if (*s).cached.load(Acquire) {
             return Freed::AtSweep;

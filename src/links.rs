@@ -232,10 +232,9 @@ fn compact(t: &mut Tables) {
 
 /// Writes 0 into the link's word and kills the entry. World stopped.
 fn clear(link: usize, target: &mut usize) {
-    // SAFETY: the program registered `link` as a word it keeps (libgc's
-    // contract); a link inside a heap object whose object was freed has been
-    // dropped already (`drop_inside`, `clear_freed`), so the word is either
-    // outside the heap or in an object that still exists.
+    // SAFETY: `link` is a word the program keeps (libgc's contract); a link inside a
+    // freed heap object was dropped already (`drop_inside`, `clear_freed`), so the word
+    // is outside the heap or in an object that still exists.
     unsafe { (link as *mut usize).write_volatile(0) };
     *target = 0;
 }

@@ -139,11 +139,10 @@ impl Mcache {
             if e.span.is_null() {
                 continue;
             }
-            // SAFETY: the span is owned by this mcache until we clear `cached`.
-            // Whether it has a free slot is decided before that: afterwards an
-            // explicit free may clear a bit of a full span and hand the span
-            // to its mcentral itself (`alloc::free`), and it must not be given
-            // twice.
+            // Whether the span has a free slot is decided before `cached` is cleared: afterwards
+            // an explicit free (`free::free`) may clear a bit of a full span and hand the span to
+            // its mcentral itself, and it must not be given twice. SAFETY: the span is owned by
+            // this mcache until we clear `cached`.
             unsafe {
                 let give = give_back && (*e.span).count_allocated() < (*e.span).nelems as usize;
                 (*e.span).cached.store(false, Release);

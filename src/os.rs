@@ -151,10 +151,9 @@ pub fn running_on_valgrind() -> bool {
         const RUNNING_ON_VALGRIND: u64 = 0x1001;
         let args: [u64; 6] = [RUNNING_ON_VALGRIND, 0, 0, 0, 0, 0];
         let result: u64;
-        // SAFETY: on a real CPU the sequence changes no register but the
-        // flags (rdi is rotated back to its value, rbx exchanged with itself);
-        // under valgrind it reads the six-word request block at rax and
-        // writes the answer to rdx.
+        // SAFETY: on a real CPU the sequence changes only the flags (rdi rotated back, rbx
+        // exchanged with itself); valgrind reads the six-word request block at rax and
+        // writes its answer to rdx.
         unsafe {
             std::arch::asm!(
                 "rol rdi, 3", "rol rdi, 13", "rol rdi, 61", "rol rdi, 51", "xchg rbx, rbx",

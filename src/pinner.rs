@@ -514,10 +514,9 @@ impl Claim {
 impl Drop for Claim {
     #[inline(always)]
     fn drop(&mut self) {
-        // SAFETY: the inner pinner stays allocated for the whole call (it is
-        // reachable from the caller's gc_pinner or the thread's cache), and
-        // the gc_pinner is the caller's. The read of `impl` races only with a
-        // misuse, which it is there to catch.
+        // SAFETY: the inner pinner lives for the whole call (reachable from the caller's
+        // gc_pinner or thread cache), the gc_pinner is the caller's; the read of `impl`
+        // races only with the misuse it is there to catch.
         let (user, left) = unsafe { (&(*self.inner).user, std::ptr::read_volatile(&(*self.pinner).impl_)) };
         let now = user.load(Relaxed);
         let expect = if self.cached { std::ptr::null_mut() } else { self.inner as *mut c_void };

@@ -108,9 +108,8 @@ impl Span {
 
     #[inline]
     pub fn is_allocated(&self, idx: usize) -> bool {
-        // SAFETY: idx < nelems <= MAX_OBJECTS_PER_SPAN (checked first; the bound
-        // is sizeclass's invariant, and a zeroed record has nelems 0), so
-        // idx / 64 < BITMAP_WORDS. Unchecked: this is on the mark loop's path.
+        // Unchecked: this is on the mark loop's path. SAFETY: idx < nelems <= MAX_OBJECTS_PER_SPAN
+        // (checked first; sizeclass's invariant; a zeroed record has nelems 0): idx / 64 < BITMAP_WORDS.
         idx < self.nelems as usize
             && unsafe { self.alloc.get_unchecked(idx / 64) }.load(Relaxed) & (1 << (idx % 64)) != 0
     }
