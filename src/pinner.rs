@@ -464,9 +464,10 @@ const USER_CACHED: u32 = u32::MAX;
 /// Pinner is not safe for concurrent use]. Two threads pinning or unpinning
 /// through one `gc_pinner` at once would corrupt it (a lost reference, a pin
 /// undone twice), so each call announces itself in the owner word when it
-/// starts and checks, when it ends, that the word is still its own and that
-/// the `gc_pinner` still holds what the call left in it: two calls that
-/// overlap find each other's mark at one end or the other, and the process
+/// starts and checks, when it ends, that the word is still its own and (when
+/// the call changed the `gc_pinner`) that it still holds what the call left in
+/// it: two calls that overlap find each other's mark at one end or the other,
+/// and the process
 /// stops with a message that names the cause, instead of a crash later in an
 /// unrelated call. Plain loads and stores on lines the call writes anyway: no
 /// atomic read-modify-write on the pin path (a compare-and-swap to install an
@@ -478,6 +479,10 @@ struct Claim {
     /// Set when the call parked the inner pinner in the thread's cache (and
     /// cleared the `gc_pinner`).
     cached: bool,
+    /// Set when the call made `inner` the `gc_pinner`'s. (A call that leaves
+    /// the `gc_pinner` as it found it needs no check of it: a thread that
+    /// changes it meanwhile checks it itself, or claims our inner pinner.)
+    installed: bool,
 }
 
 impl Claim {
@@ -493,7 +498,7 @@ impl Claim {
             used_by_two_threads(now, tid);
         }
         user.store(tid, Relaxed);
-        Claim { pinner: p, inner, tid, cached: false }
+        Claim { pinner: p, inner, tid, cached: false, installed: false }
     }
 
     /// Makes `inner`, an inner pinner the calling thread owns alone (fresh, or
@@ -507,7 +512,7 @@ impl Claim {
         // SAFETY: as above.
         unsafe { (*inner).user.store(tid, Relaxed) };
         p.impl_ = inner as *mut c_void;
-        Claim { pinner: p, inner, tid, cached: false }
+        Claim { pinner: p, inner, tid, cached: false, installed: true }
     }
 }
 
@@ -515,13 +520,19 @@ impl Drop for Claim {
     #[inline(always)]
     fn drop(&mut self) {
         // SAFETY: the inner pinner lives for the whole call (reachable from the caller's
-        // gc_pinner or thread cache), the gc_pinner is the caller's; the read of `impl`
-        // races only with the misuse it is there to catch.
-        let (user, left) = unsafe { (&(*self.inner).user, std::ptr::read_volatile(&(*self.pinner).impl_)) };
+        // gc_pinner or thread cache).
+        let user = unsafe { &(*self.inner).user };
         let now = user.load(Relaxed);
-        let expect = if self.cached { std::ptr::null_mut() } else { self.inner as *mut c_void };
-        if now != self.tid || left != expect {
-            used_by_two_threads(if now != self.tid { now } else { 0 }, self.tid);
+        if now != self.tid {
+            used_by_two_threads(now, self.tid);
+        }
+        if self.cached || self.installed {
+            let expect = if self.cached { std::ptr::null_mut() } else { self.inner as *mut c_void };
+            // SAFETY: the gc_pinner is the caller's; the read races only with the misuse it
+            // is there to catch.
+            if unsafe { std::ptr::read_volatile(&(*self.pinner).impl_) } != expect {
+                used_by_two_threads(0, self.tid);
+            }
         }
         user.store(if self.cached { USER_CACHED } else { 0 }, Relaxed);
     }
