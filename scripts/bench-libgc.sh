@@ -63,16 +63,7 @@ fi
 W3M=$(command -v w3m || true)
 page=$BIN/w3m_table.html
 if [ -n "$W3M" ]; then
-    python3 - "$page" <<'PY'
-import sys
-rows = 20000
-with open(sys.argv[1], "w") as f:
-    f.write("<html><body><table border=1>\n")
-    for i in range(rows):
-        f.write(f"<tr><td>{i}</td><td>row {i} of {rows}</td><td>{i * i}</td>"
-                f"<td><a href=\"/r/{i}\">link {i}</a></td><td>{'x' * (i % 37)}</td></tr>\n")
-    f.write("</table></body></html>\n")
-PY
+    python3 scripts/w3m-page.py "$page"
 else
     skip w3m "w3m is not installed (scripts/deps.sh)"
 fi

@@ -115,16 +115,7 @@ check sonames_are_libgc_so_1_and_libgcpin_so_0 "libgc.so.1: '$(soname "$LIBDIR/l
 # ---------------------------------------------------------------------- w3m
 
 # A 20,000-row table, about 2 MB of HTML.
-python3 - "$tmp/big.html" <<'EOF'
-import sys
-rows = 20000
-with open(sys.argv[1], "w") as f:
-    f.write("<html><head><title>gcpin w3m test</title></head><body>\n<h1>A generated table</h1>\n<table border=1>\n")
-    for i in range(rows):
-        f.write(f"<tr><td>{i}</td><td>row {i} of {rows}</td><td>{i * i}</td>"
-                f"<td><a href=\"/r/{i}\">link {i}</a></td><td>{'x' * (i % 37)}</td></tr>\n")
-    f.write("</table>\n<p>end of table</p></body></html>\n")
-EOF
+python3 scripts/w3m-page.py "$tmp/big.html"
 
 # run_w3m OUT ERR [ENV...]: w3m -dump of the page, with its own HOME (w3m
 # writes ~/.w3m), under /usr/bin/time when it exists (time and peak RSS go to
