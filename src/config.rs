@@ -7,6 +7,8 @@
 //! | `GCPIN_TRACE`       | `1`: one line per collection on stderr                    |
 //! | `GCPIN_STRESS`      | `N`: also collect every N allocations (per thread)        |
 //! | `GCPIN_SIG_SUSPEND` | the signal used to stop threads (default SIGPWR)          |
+//! | `GCPIN_MARKERS`     | marker threads, the collecting one included: at most the  |
+//! |                     | online cores (the default), 1 to 64; 1 marks alone        |
 //!
 //! A value a variable cannot take is not fatal: the program still runs, with
 //! the default, and one line on stderr names the variable, the value and what
@@ -43,6 +45,25 @@ pub struct Config {
     pub stress: u64,
     pub sig_suspend: i32,
     pub arena_bytes: usize,
+    /// Threads that mark in a cycle, the collecting thread included (>= 1).
+    pub markers: usize,
+}
+
+/// The most `GCPIN_MARKERS` takes (`mark::MAX_MARKERS`).
+pub const MAX_MARKERS: usize = 64;
+
+/// The cores this process may run on (at least 1).
+pub fn online_cores() -> usize {
+    // SAFETY: a cpu_set_t filled by sched_getaffinity for this thread.
+    let n = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            libc::CPU_COUNT(&set) as usize
+        } else {
+            libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize
+        }
+    };
+    n.max(1)
 }
 
 impl Config {
@@ -99,12 +120,20 @@ impl Config {
                 libc::SIGPWR
             })
         });
+        let cores = online_cores().min(MAX_MARKERS);
+        let markers = get("GCPIN_MARKERS").map_or(cores, |v| match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_MARKERS).contains(&n) => n.min(cores),
+            _ => {
+                bad("GCPIN_MARKERS", &v, "a number of threads from 1 to 64", &format!("{cores} (the online cores)"));
+                cores
+            }
+        });
         let arena_bytes = match max_heap {
             // Leave room for fragmentation above the limit.
             Some(m) => (m.saturating_mul(2)).clamp(64 << 20, MAX_ARENA),
             None => DEFAULT_ARENA,
         };
-        Config { gc_percent, max_heap, trace, stress, sig_suspend, arena_bytes }
+        Config { gc_percent, max_heap, trace, stress, sig_suspend, arena_bytes, markers }
     }
 }
 
@@ -199,6 +228,7 @@ mod tests {
         assert_eq!(c.max_heap, None);
         assert_eq!(c.sig_suspend, libc::SIGPWR);
         assert_eq!(c.arena_bytes, DEFAULT_ARENA);
+        assert_eq!(c.markers, online_cores().min(MAX_MARKERS));
         let (c2, w) = config(&[("GCPIN_TRACE", ""), ("GCPIN_MAX_HEAP", " ")]);
         assert!(w.is_empty(), "empty values count as unset: {w:?}");
         assert_eq!(c2, c);
@@ -220,6 +250,9 @@ mod tests {
             ("GCPIN_SIG_SUSPEND", "2", "using SIGPWR"),
             ("GCPIN_SIG_SUSPEND", "32", "using SIGPWR"),
             ("GCPIN_SIG_SUSPEND", "SIGKILL", "using SIGPWR"),
+            ("GCPIN_MARKERS", "0", "(the online cores)"),
+            ("GCPIN_MARKERS", "65", "(the online cores)"),
+            ("GCPIN_MARKERS", "two", "(the online cores)"),
         ] {
             let (c, w) = config(&[(var, value)]);
             assert_eq!(w.len(), 1, "{var}={value}: {w:?}");
@@ -238,8 +271,13 @@ mod tests {
             ("GCPIN_TRACE", "1"),
             ("GCPIN_STRESS", "7"),
             ("GCPIN_SIG_SUSPEND", "SIGUSR2"),
+            ("GCPIN_MARKERS", "1"),
         ]);
         assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.markers, 1);
+        let (many, w) = config(&[("GCPIN_MARKERS", "64")]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(many.markers, online_cores().min(64), "never more markers than cores");
         assert_eq!(c.gc_percent, None);
         assert_eq!(c.max_heap, Some(2 << 40));
         assert_eq!(c.arena_bytes, 4 << 40);

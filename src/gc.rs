@@ -20,12 +20,14 @@
 //!
 //! Nothing between the stop and the restart allocates with `malloc`.
 
-use std::sync::atomic::Ordering::*;
+use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::Mutex;
 
 use crate::heap::Heap;
-use crate::mark;
+use crate::mark::{self, MarkWorkers};
 use crate::os;
 use crate::pacer::{self, release_budget, Release};
+use crate::pagealloc::PageAlloc;
 use crate::pinner;
 use crate::roots;
 use crate::runtime::Runtime;
@@ -96,15 +98,29 @@ fn collect_when(h: &'static Runtime, release: Release, still_needed: impl FnOnce
 /// allocate from the heap or wait for another thread.
 pub static START_CALLBACK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-fn cycle(h: &Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadState, release: Release) -> CycleReport {
+/// A heap smaller than this is marked and swept by the collecting thread
+/// alone: waking the marker threads and waiting for them to finish would
+/// cost more than they save.
+pub const PARALLEL_MIN_HEAP: usize = 1 << 20;
+
+/// Pages a sweeping thread claims at a time.
+const SWEEP_CHUNK_PAGES: usize = 256;
+
+fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadState, release: Release) -> CycleReport {
     let f = START_CALLBACK.load(Acquire);
     if f != 0 {
         // SAFETY: only `extern "C" fn()` values are stored (libgc::GC_set_start_callback).
         unsafe { std::mem::transmute::<usize, extern "C" fn()>(f)() };
     }
+    // Threads are made before the stop: creating one allocates.
+    let parallel = h.config.markers > 1 && h.pacer.heap_live.load(Relaxed) >= PARALLEL_MIN_HEAP;
+    if parallel {
+        h.mark_workers.ensure_threads(h.config.markers - 1);
+    }
     // The loader's list stays locked from the snapshot of the loaded objects
     // until the world restarts, so no library is unmapped under the scan.
-    let paused = roots::with_loaded_objects(|loaded| stopped_part(h, w, me, release, loaded));
+    let workers = (parallel && h.mark_workers.threads() > 0).then_some(&h.mark_workers);
+    let paused = roots::with_loaded_objects(|loaded| stopped_part(h, w, me, release, loaded, workers));
     // With the world running again (we still hold the world lock, so no one can
     // stop us while we hold the page lock), release surplus pages in steps of
     // at most 8 MiB so allocating threads wait for the page lock only briefly.
@@ -142,6 +158,7 @@ fn stopped_part(
     me: *mut ThreadState,
     release: Release,
     loaded: &roots::LoadedObjects,
+    workers: Option<&MarkWorkers>,
 ) -> Paused {
     let t0 = os::nanotime();
     stop_the_world(w, me);
@@ -161,10 +178,10 @@ fn stopped_part(
         // SAFETY: the world is stopped and the page lock held; the records
         // are the registry's; `sp` is below this frame; the loader's list is
         // locked by with_loaded_objects around us.
-        unsafe { mark::mark(h, marker, &all, me, sp, loaded, &pa) };
+        unsafe { mark::mark(h, marker, &all, me, sp, loaded, &pa, workers) };
     });
     h.weak.clear_unmarked(h);
-    let swept = sweep::sweep(h, &h.links, &mut pa);
+    let swept = sweep_all(h, &mut pa, workers);
     let live = swept.live_bytes;
     let next_gc = h.pacer.end_cycle(live);
     // Keep committed what the heap may grow to before the next cycle, plus an
@@ -195,6 +212,35 @@ fn stopped_part(
         next_gc,
     };
     Paused { report, retain, budget }
+}
+
+/// Sweeps with the world stopped: the spans' first pass split between this
+/// thread and the marker threads, a chunk of pages at a time, then the lists.
+fn sweep_all(h: &Runtime, pa: &mut PageAlloc, workers: Option<&MarkWorkers>) -> sweep::SweepReport {
+    sweep::begin(h, &h.links);
+    let high_water = pa.high_water;
+    let next = AtomicUsize::new(0);
+    let total = Mutex::new(sweep::SweepReport::default());
+    let part = || {
+        let mut r = sweep::SweepReport::default();
+        loop {
+            let lo = next.fetch_add(SWEEP_CHUNK_PAGES, Relaxed);
+            if lo >= high_water {
+                break;
+            }
+            // SAFETY: the world is stopped, every mcache emptied and `begin`
+            // done; each chunk of pages is claimed by one thread.
+            unsafe { sweep::sweep_pages(h, lo, (lo + SWEEP_CHUNK_PAGES).min(high_water), &mut r) };
+        }
+        total.lock().unwrap_or_else(|e| e.into_inner()).add(&r);
+    };
+    match workers {
+        Some(ws) => ws.run(&|_, _| part(), part),
+        None => part(),
+    }
+    let mut r = total.into_inner().unwrap_or_else(|e| e.into_inner());
+    sweep::finish(h, &h.links, pa, &mut r);
+    r
 }
 
 fn after_cycle(h: &'static Runtime, r: &CycleReport) {

@@ -11,6 +11,10 @@
 //! - `table[p]` is non-null iff `used[p]`; then it is the in-use span covering p.
 //! - `in_use` counts the used bits; `free_dirty` counts the bits set in `dirty`;
 //!   `dirty` bits are only set on pages that are not `used`.
+//! - The mark-byte side table (`marks`) has one byte per `MARK_GRANULE` bytes
+//!   of the arena, reserved with it and touched on demand; a span's mark bytes
+//!   are its pages' part of it (`Span::marks`). Like the page table it is the
+//!   runtime's own memory, outside the arena and never scanned.
 //! - Page 0 is never handed out: the heap's records hold the arena base, and no
 //!   word that holds it may be mistaken for a pointer to an object.
 //! - The `Heap` lives in a mapping of its own, which no cycle scans (see `HEAP`):
@@ -33,7 +37,7 @@ use crate::pagealloc::{zero_dirty_pages, PageAlloc};
 use crate::roots::RootSet;
 use crate::sizeclass::NUM_SPAN_CLASSES;
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
-use crate::span::{Span, SPAN_FREE};
+use crate::span::{Span, MARK_GRANULE, SPAN_FREE};
 use crate::stats::Stats;
 
 /// Why a span could not be had.
@@ -86,6 +90,8 @@ pub struct Heap {
     pub arena_lo: usize,
     pub arena_size: usize,
     table: *const AtomicUsize,
+    /// The mark-byte side table: `arena_size / MARK_GRANULE` bytes.
+    marks: usize,
     pub pages: Mutex<PageAlloc>,
     pub central: [Mcentral; NUM_SPAN_CLASSES],
     pub config: Config,
@@ -148,10 +154,12 @@ impl Heap {
         let table = os::reserve(npages * std::mem::size_of::<AtomicUsize>())
             .unwrap_or_else(|| os::throw("cannot reserve the page table")) as *const AtomicUsize;
         let pages = PageAlloc::new(npages).unwrap_or_else(|| os::throw("cannot reserve the page bitmaps"));
+        let marks = os::reserve(size / MARK_GRANULE).unwrap_or_else(|| os::throw("cannot reserve the mark bytes"));
         Heap {
             arena_lo: lo,
             arena_size: size,
             table,
+            marks,
             pages: Mutex::new(pages),
             central: [const { Mcentral::new() }; NUM_SPAN_CLASSES],
             pacer: Pacer::new(config.gc_percent),
@@ -255,8 +263,10 @@ impl Heap {
             drop(pa);
             return give_back(AllocFail::NoMemory);
         };
-        // SAFETY: `s` is a fresh zeroed record only we know of.
-        unsafe { (*s).init(self.arena_lo + start * PAGE_SIZE, npages, spanclass) };
+        let marks = (self.marks + start * (PAGE_SIZE / MARK_GRANULE)) as *const std::sync::atomic::AtomicU8;
+        // SAFETY: `s` is a fresh zeroed record only we know of; `marks` is the
+        // side table's part for its pages, cleared by the sweep that freed them.
+        unsafe { (*s).init(self.arena_lo + start * PAGE_SIZE, npages, spanclass, marks) };
         for p in start..start + npages {
             self.table_entry(p).store(s as usize, Release);
         }
@@ -305,6 +315,29 @@ impl Heap {
             let npages = unsafe { (*s).npages };
             f(s);
             p += npages;
+        }
+    }
+
+    /// Calls `f` on every in-use span whose first page lies in `[lo, hi)`, in
+    /// address order: threads given disjoint ranges see disjoint spans, and
+    /// ranges that tile `[0, high_water)` see every span once.
+    ///
+    /// # Safety
+    /// As `for_each_span`; `f` must not free spans.
+    pub unsafe fn for_each_span_starting_in(&self, lo: usize, hi: usize, mut f: impl FnMut(*mut Span)) {
+        let mut p = lo.max(1);
+        while p < hi {
+            let s = self.table_entry(p).load(Relaxed) as *mut Span;
+            if s.is_null() {
+                p += 1;
+                continue;
+            }
+            // SAFETY: a published span is live while spans cannot be freed.
+            let (first, npages) = unsafe { (((*s).base - self.arena_lo) >> PAGE_SHIFT, (*s).npages) };
+            if first == p {
+                f(s);
+            }
+            p = first + npages;
         }
     }
 

@@ -26,7 +26,9 @@
 //!   stop-the-world.
 //! - `tls`: the `__thread` blocks of every registered thread, found through
 //!   glibc's dynamic thread vector.
-//! - `gc` [mgc]: the cycle; `mark` [mgcmark] and `sweep` [mgcsweep] its halves;
+//! - `gc` [mgc]: the cycle; `mark` [mgcmark] and `sweep` [mgcsweep] its halves,
+//!   run by the collecting thread and the parked marker threads together;
+//!   `gcwork` [mgcwork]: the work the marker threads share;
 //!   `roots`: data segments and TLS modules (read with the loader's list
 //!   locked) and registered ranges.
 //! - `pinner` [pinner.go]: pin counts (bits and counter specials), inner
@@ -49,7 +51,7 @@
 //! against the sources, so an upward import fails `make test`:
 //!
 //! 0. os, pacer, sizeclass, stats
-//! 1. config, fixalloc, pagealloc, tls, worldlock
+//! 1. config, fixalloc, gcwork, pagealloc, tls, worldlock
 //! 2. cleanup, pinbits, roots, specials
 //! 3. finq, span
 //! 4. spanset
@@ -95,6 +97,7 @@ pub(crate) mod finq;
 pub(crate) mod fixalloc;
 pub(crate) mod free;
 pub(crate) mod gc;
+pub(crate) mod gcwork;
 pub(crate) mod heap;
 /// cbindgen:ignore
 pub(crate) mod libgc;

@@ -264,6 +264,6 @@ pub fn target_marked(h: &Heap, target: usize) -> bool {
     // collector's, final for this cycle.
     unsafe {
         let idx = (*s).index_of(target);
-        idx < (*s).nelems as usize && (&(*s).mark)[idx]
+        idx < (*s).nelems as usize && (*s).is_marked(idx)
     }
 }

@@ -22,9 +22,27 @@
 //! finalizer and cleanup arguments (not the objects of cleanups), and the
 //! objects and arguments waiting in the finalizer queue.
 //!
-//! Invariant: only the collector touches mark bits, only with the world stopped;
-//! they are all clear outside a cycle (the sweep clears them).
+//! Parallel marking: with `GCPIN_MARKERS` above 1 (default: every online
+//! core), `MarkWorkers` keeps that many marker threads minus one, started once
+//! and parked between cycles. The collecting thread scans the roots; every
+//! marker, it included, drains its own stack and shares work through a
+//! `gcwork::WorkPool` when another waits. Mark bytes are set with plain
+//! stores (see `span`): two markers may scan one object twice, never lose one.
+//! An object larger than `SCAN_CHUNK` is scanned a chunk at a time, the rest
+//! pushed back first, so one big array (a hash table's buckets) is shared
+//! too. Overflow is recovered on the collecting thread alone, once every
+//! marker has stopped.
+//!
+//! The marker threads are the runtime's own: they never register, never run
+//! the program's code, block every signal, and their stacks are not roots.
+//!
+//! Invariant: only the collector touches mark bytes, only with the world
+//! stopped; they are all clear outside a cycle (the sweep clears them).
 
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
+
+use crate::gcwork::{self, WorkPool, PACKET_ENTRIES};
 use crate::heap::Heap;
 use crate::os;
 use crate::pagealloc::PageAlloc;
@@ -52,16 +70,22 @@ fn prefetch(addr: usize) {
 /// Default mark stack: 4 Mi entries (64 MiB of address space, touched on demand).
 const DEFAULT_STACK_ENTRIES: usize = 1 << 22;
 
+/// Objects larger than this are scanned this many bytes at a time (see the top).
+const SCAN_CHUNK: usize = 16 << 10;
+
 pub struct Marker {
     /// The span of the last object marked, and its address range: consecutive
     /// pointers tend to land in the same span, and this saves the page-table load.
     last_span: *mut Span,
     last_lo: usize,
     last_len: usize,
+    /// The grey entries are `stack[..len]`, pushed and popped at `len`.
     stack: *mut (usize, usize),
     cap: usize,
     len: usize,
     high_water: usize,
+    /// Where to share work with other markers; null when marking alone.
+    pool: *const WorkPool,
     pub overflowed: bool,
     /// Rescans done by `recover_overflow` over the marker's life.
     pub overflow_rescans: usize,
@@ -94,6 +118,7 @@ impl Marker {
             cap,
             len: 0,
             high_water: 0,
+            pool: std::ptr::null(),
             overflowed: false,
             overflow_rescans: 0,
         }
@@ -105,6 +130,39 @@ impl Marker {
         self.last_len = 0;
         self.len = 0;
         self.overflowed = false;
+        self.pool = std::ptr::null();
+    }
+
+    /// Moves the older half of the waiting entries (at most a packet) to the
+    /// pool, if it has a packet free. The newest entries fill the hole they
+    /// leave: order on the stack is only a matter of locality, and the move
+    /// costs a packet's worth whatever the stack's depth.
+    ///
+    /// # Safety
+    /// `pool` is non-null and live.
+    #[cold]
+    unsafe fn share(&mut self) {
+        let k = (self.len / 2).min(PACKET_ENTRIES);
+        if k == 0 {
+            return;
+        }
+        // SAFETY: stack[..len] are pushed entries, and k <= len / 2, so the
+        // oldest k and the newest k do not overlap; the pool is live per the
+        // contract.
+        unsafe {
+            let oldest = std::slice::from_raw_parts(self.stack, k);
+            if (*self.pool).share(oldest) {
+                std::ptr::copy_nonoverlapping(self.stack.add(self.len - k), self.stack, k);
+                self.len -= k;
+            }
+        }
+    }
+
+    /// Pushes entries another marker shared.
+    fn push_all(&mut self, entries: &[(usize, usize)]) {
+        for &(base, len) in entries {
+            self.push(base, len);
+        }
     }
 
     /// Gives the pages of a deep stack back to the OS after a cycle.
@@ -134,18 +192,12 @@ impl Marker {
     /// World stopped; `s` is an in-use span.
     #[inline]
     pub unsafe fn mark_object(&mut self, s: *mut Span, idx: usize) {
-        // SAFETY: per the contract the span is live and only we touch mark bits.
+        // SAFETY: per the contract the span is live, and only markers touch
+        // its mark bytes.
         unsafe {
-            if !(*s).is_allocated(idx) {
+            if !(*s).is_allocated(idx) || !(*s).try_mark(idx) {
                 return;
             }
-            // Raw word access to the bitvec array: this is the hottest line.
-            let mark = (*s).mark.as_raw_mut_slice().get_unchecked_mut(idx / 64);
-            let bit = 1u64 << (idx % 64);
-            if *mark & bit != 0 {
-                return;
-            }
-            *mark |= bit;
             if !(*s).noscan() {
                 self.push((*s).object_base(idx), (*s).elemsize);
             }
@@ -209,6 +261,7 @@ impl Marker {
     ///
     /// # Safety
     /// As `scan_range`.
+    #[inline(always)]
     pub unsafe fn scan_object(&mut self, h: &Heap, lo: usize, hi: usize) {
         let mut p = hi & !(WORD - 1);
         while p >= lo + WORD {
@@ -260,6 +313,11 @@ impl Marker {
             // The stack is at a local peak here: after the pushes of the last
             // scan (or of the roots before the first), before any pop.
             self.high_water = self.high_water.max(self.len);
+            // SAFETY: a non-null pool is live for the whole marking phase.
+            if gcwork::someone_hungry() && !self.pool.is_null() && unsafe { (*self.pool).hungry() } {
+                // SAFETY: as above.
+                unsafe { self.share() };
+            }
             if count == 0 && self.len <= 1 {
                 // One grey object (a list being walked): nothing to overlap
                 // the fetch with, so scan it directly.
@@ -268,10 +326,10 @@ impl Marker {
                 }
                 self.len -= 1;
                 // SAFETY: entries below len were pushed by us; the range is a
-                // marked, allocated heap object.
+                // marked, allocated heap object (or a part of one).
                 unsafe {
                     let (base, len) = *self.stack.add(self.len);
-                    self.scan_object(h, base, base + len);
+                    self.scan_entry(h, base, len);
                 }
                 continue;
             }
@@ -289,9 +347,45 @@ impl Marker {
             let (base, len) = fifo[head];
             head = (head + 1) % FIFO;
             count -= 1;
-            // SAFETY: the range is a marked, allocated heap object.
-            unsafe { self.scan_object(h, base, base + len) };
+            // SAFETY: the range is a marked, allocated heap object (or a part).
+            unsafe { self.scan_entry(h, base, len) };
         }
+    }
+
+    /// Scans a grey entry: a whole object, or its first `SCAN_CHUNK` bytes
+    /// with the rest pushed back (before the scan, so what the chunk reaches
+    /// is scanned first, and the rest can be shared meanwhile).
+    ///
+    /// # Safety
+    /// As `scan_range`.
+    #[inline(always)]
+    unsafe fn scan_entry(&mut self, h: &Heap, base: usize, len: usize) {
+        // SAFETY: per the contract.
+        unsafe {
+            if len > SCAN_CHUNK {
+                self.push(base + SCAN_CHUNK, len - SCAN_CHUNK);
+                self.scan_object(h, base, base + SCAN_CHUNK);
+            } else {
+                self.scan_object(h, base, base + len);
+            }
+        }
+    }
+
+    /// Drains this marker's stack, then takes shared work until every marker
+    /// has run out.
+    ///
+    /// # Safety
+    /// World stopped; `pool` is the phase's live pool.
+    unsafe fn drain_shared(&mut self, h: &Heap, pool: &WorkPool) {
+        self.pool = pool;
+        // SAFETY: per the contract.
+        unsafe {
+            self.drain(h);
+            while pool.take(|e| self.push_all(e)) {
+                self.drain(h);
+            }
+        }
+        self.pool = std::ptr::null();
     }
 
     /// Rescans every marked scannable object until no push was dropped.
@@ -309,7 +403,7 @@ impl Marker {
                         return;
                     }
                     for idx in 0..(*s).nelems as usize {
-                        if (&(*s).mark)[idx] {
+                        if (*s).is_marked(idx) {
                             let b = (*s).object_base(idx);
                             self.scan_object(h, b, b + (*s).elemsize);
                             self.drain(h);
@@ -394,13 +488,15 @@ const OTHER_STACK_MAX: usize = 8 << 20;
 
 /// Marks everything reachable: see the list of roots at the top of this file.
 /// `me` is the collecting thread, whose stack is scanned from `sp`; `loaded`
-/// the loader's objects (their list locked).
+/// the loader's objects (their list locked). With `workers`, its marker
+/// threads mark beside this one.
 ///
 /// # Safety
 /// The world is stopped, `pa` is the locked page allocator, the records in `w`
 /// are live, `sp` is on the calling thread's current stack (below every frame
 /// that may hold a pointer) and `loaded` was read with the loader's list
 /// locked, which it still is.
+#[allow(clippy::too_many_arguments)] // the cycle's state, passed down once
 pub unsafe fn mark(
     h: &Heap,
     m: &mut Marker,
@@ -409,8 +505,56 @@ pub unsafe fn mark(
     sp: usize,
     loaded: &LoadedObjects,
     pa: &PageAlloc,
+    workers: Option<&MarkWorkers>,
 ) {
     m.reset();
+    let Some(workers) = workers.filter(|ws| ws.threads() > 0) else {
+        // SAFETY: the caller's contract.
+        unsafe {
+            mark_roots(h, m, w, me, sp, loaded, pa);
+            m.drain(h);
+            m.recover_overflow(h, pa);
+        }
+        return;
+    };
+    let pool = &workers.pool;
+    pool.begin(workers.threads() + 1);
+    let overflowed = std::sync::atomic::AtomicBool::new(false);
+    let helper = |_: usize, wm: &mut Marker| {
+        wm.reset();
+        // SAFETY: the world stays stopped until `run` has waited for us.
+        unsafe { wm.drain_shared(h, pool) };
+        if wm.overflowed {
+            overflowed.store(true, Relaxed);
+        }
+    };
+    workers.run(&helper, || {
+        m.pool = pool;
+        // SAFETY: the caller's contract.
+        unsafe {
+            mark_roots(h, m, w, me, sp, loaded, pa);
+            m.drain_shared(h, pool);
+        }
+    });
+    // Every marker has stopped: the overflow rescan runs here alone.
+    m.overflowed |= overflowed.load(Relaxed);
+    // SAFETY: the caller's contract.
+    unsafe { m.recover_overflow(h, pa) };
+}
+
+/// Scans every root into `m` (draining it between them).
+///
+/// # Safety
+/// As `mark`.
+unsafe fn mark_roots(
+    h: &Heap,
+    m: &mut Marker,
+    w: &Threads,
+    me: *mut ThreadState,
+    sp: usize,
+    loaded: &LoadedObjects,
+    pa: &PageAlloc,
+) {
     // SAFETY: the caller's contract: the world is stopped; every range scanned below
     // is mapped and readable: loaded segments (the loader's list is locked),
     // registered roots, the mapped parts of stacks, TLS blocks checked mapped.
@@ -456,8 +600,149 @@ pub unsafe fn mark(
             m.mark_word(h, obj);
             m.mark_word(h, arg);
         });
-        m.drain(h);
-        m.recover_overflow(h, pa);
+    }
+}
+
+/// The most marker threads a cycle uses, the collecting thread included.
+pub use crate::config::MAX_MARKERS;
+
+/// A job for the marker threads: called with the thread's number (1 and up)
+/// and its own marker.
+type Job<'a> = dyn Fn(usize, &mut Marker) + Sync + 'a;
+
+/// The marker threads: started once, parked on a futex between jobs (see
+/// the top of this file). Driven only by the holder of the world lock.
+pub struct MarkWorkers {
+    /// The threads started (the collecting thread not counted).
+    threads: AtomicUsize,
+    /// Bumped to start a job; the threads wait on it.
+    epoch: AtomicU32,
+    /// Threads still in the current job; the driver waits on it.
+    running: AtomicU32,
+    /// The current job, valid while `running` is nonzero.
+    job: UnsafeCell<Option<*const Job<'static>>>,
+    /// Where the markers share work.
+    pub pool: WorkPool,
+}
+
+// SAFETY: `job` is written by the driver only while no thread runs a job
+// (before bumping `epoch`, Release) and read by the threads after they see
+// the bump (Acquire); the pointee is Sync.
+unsafe impl Sync for MarkWorkers {}
+// SAFETY: as above.
+unsafe impl Send for MarkWorkers {}
+
+impl MarkWorkers {
+    pub fn new() -> MarkWorkers {
+        MarkWorkers {
+            threads: AtomicUsize::new(0),
+            epoch: AtomicU32::new(0),
+            running: AtomicU32::new(0),
+            job: UnsafeCell::new(None),
+            pool: WorkPool::new(),
+        }
+    }
+
+    /// Marker threads running (beside the collecting thread).
+    pub fn threads(&self) -> usize {
+        self.threads.load(Relaxed)
+    }
+
+    /// Starts marker threads until `want` run (at most `MAX_MARKERS - 1`).
+    /// Must be called before the world stops (thread creation allocates);
+    /// a thread that cannot be created leaves the cycle with fewer markers.
+    pub fn ensure_threads(&'static self, want: usize) {
+        let want = want.min(MAX_MARKERS - 1);
+        while self.threads() < want {
+            let number = self.threads() + 1;
+            // No job runs: every thread started sees this epoch as its last.
+            let epoch = self.epoch.load(Acquire);
+            let spawned = std::thread::Builder::new()
+                .name(format!("gcpin-mark{number}"))
+                .stack_size(256 << 10)
+                .spawn(move || self.thread_main(number, epoch));
+            if spawned.is_err() {
+                break;
+            }
+            self.threads.store(number, Relaxed);
+        }
+    }
+
+    /// In a forked child: the marker threads did not survive the fork.
+    pub fn forget_threads(&self) {
+        self.threads.store(0, Relaxed);
+    }
+
+    fn thread_main(&self, number: usize, mut seen: u32) {
+        // The program's signals go to its own threads, never to ours.
+        // SAFETY: a sigset_t filled by sigfillset, installed for this thread.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        }
+        let mut m = Marker::new();
+        loop {
+            let now = loop {
+                let e = self.epoch.load(Acquire);
+                if e != seen {
+                    break e;
+                }
+                os::futex_wait(&self.epoch, seen, None);
+            };
+            seen = now;
+            // SAFETY: the driver wrote the job before the bump we saw, and
+            // keeps it (and what it borrows) alive until `running` drops to 0.
+            if let Some(job) = unsafe { *self.job.get() } {
+                // SAFETY: as above.
+                unsafe { (*job)(number, &mut m) };
+            }
+            m.release_memory();
+            if self.running.fetch_sub(1, AcqRel) == 1 {
+                os::futex_wake(&self.running, 1);
+            }
+        }
+    }
+
+    /// Runs `job` on every marker thread while the calling thread runs `here`,
+    /// and returns when all are done.
+    pub fn run(&self, job: &Job<'_>, here: impl FnOnce()) {
+        let n = self.threads();
+        if n == 0 {
+            here();
+            return;
+        }
+        // SAFETY: no thread runs a job (the last `run` waited for them all);
+        // the lifetime is erased only until we wait for them below.
+        unsafe {
+            *self.job.get() = Some(std::mem::transmute::<&Job<'_>, &'static Job<'static>>(job) as *const Job<'static>)
+        };
+        self.running.store(n as u32, Relaxed);
+        self.epoch.fetch_add(1, Release);
+        os::futex_wake(&self.epoch, i32::MAX);
+        // Waits for the threads even if `here` unwinds: they borrow the job.
+        struct WaitForThreads<'a>(&'a MarkWorkers);
+        impl Drop for WaitForThreads<'_> {
+            fn drop(&mut self) {
+                loop {
+                    let left = self.0.running.load(Acquire);
+                    if left == 0 {
+                        break;
+                    }
+                    os::futex_wait(&self.0.running, left, None);
+                }
+                // SAFETY: every thread is done with the job.
+                unsafe { *self.0.job.get() = None };
+            }
+        }
+        let _wait = WaitForThreads(self);
+        here();
+    }
+}
+
+impl Default for MarkWorkers {
+    fn default() -> MarkWorkers {
+        MarkWorkers::new()
     }
 }
 
@@ -498,13 +783,94 @@ mod tests {
     /// A full cycle on the test heap: mcache emptied, mark from the root
     /// ranges, sweep. Returns the sweep's report and the marker.
     fn collect(h: &Heap, mc: &mut Mcache, m: &mut Marker) -> crate::sweep::SweepReport {
+        collect_with(h, mc, m, None)
+    }
+
+    /// `collect`, marking with `workers`' threads beside this one.
+    fn collect_with(
+        h: &Heap,
+        mc: &mut Mcache,
+        m: &mut Marker,
+        workers: Option<&MarkWorkers>,
+    ) -> crate::sweep::SweepReport {
         mc.release_all(h, false);
         let mut pa = h.pages.lock().unwrap();
         let none = Threads { registered: &[], forked_away: &[] };
         // SAFETY: no other thread uses this heap (the world is trivially
         // stopped); no thread record is scanned.
-        unsafe { mark(h, m, &none, std::ptr::null_mut(), 0, &LoadedObjects::default(), &pa) };
+        unsafe { mark(h, m, &none, std::ptr::null_mut(), 0, &LoadedObjects::default(), &pa, workers) };
         sweep(h, &LinkTable::new(), &mut pa)
+    }
+
+    /// A binary tree of `n` 32-byte nodes (words 0 and 1 the children), built
+    /// top-down, and its root.
+    fn tree(h: &Heap, mc: &mut Mcache, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        let node = alloc(h, mc, class(32, false));
+        let rest = n - 1;
+        let (l, r) = (tree(h, mc, rest / 2), tree(h, mc, rest - rest / 2));
+        // SAFETY: a fresh 32-byte object of the test's heap.
+        unsafe {
+            *(node as *mut usize) = l;
+            *(node as *mut usize).add(1) = r;
+        }
+        node
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a heap of its own and marker threads: too large for Miri")]
+    fn parallel_markers_find_exactly_what_one_marker_finds() {
+        let h = test_heap();
+        let mut mc = Mcache::new();
+        // A deep tree (shared down its spine), a table larger than a scan
+        // chunk whose slots head lists (shared a chunk at a time), and a
+        // garbage tree beside them.
+        const TREE: usize = 60_000;
+        const SLOTS: usize = 2 * SCAN_CHUNK / 8; // the largest small object
+        const LIST: usize = 6;
+        let root = tree(&h, &mut mc, TREE);
+        let table = alloc(&h, &mut mc, class(SLOTS * 8, false));
+        for i in 0..SLOTS {
+            let mut next = 0;
+            for _ in 0..LIST {
+                let n = alloc(&h, &mut mc, class(16, false));
+                // SAFETY: a fresh 16-byte object.
+                unsafe { *(n as *mut usize) = next };
+                next = n;
+            }
+            // SAFETY: `table` has SLOTS words.
+            unsafe { *(table as *mut usize).add(i) = next };
+        }
+        let _garbage = tree(&h, &mut mc, 5_000);
+        let roots = Box::new([root, table]);
+        h.roots.add(roots.as_ptr() as usize, std::mem::size_of_val(&*roots)).unwrap();
+        let want = TREE + 1 + SLOTS * LIST;
+        let mut m = Marker::new();
+        assert_eq!(collect(&h, &mut mc, &mut m).live_objects, want, "one marker");
+        let workers: &'static MarkWorkers = Box::leak(Box::new(MarkWorkers::new()));
+        workers.ensure_threads(3);
+        assert_eq!(workers.threads(), 3);
+        for round in 0..20 {
+            let r = collect_with(&h, &mut mc, &mut m, Some(workers));
+            assert_eq!(r.live_objects, want, "four markers, round {round}");
+        }
+        h.roots.remove(roots.as_ptr() as usize, std::mem::size_of_val(&*roots)).unwrap();
+        assert_eq!(collect_with(&h, &mut mc, &mut m, Some(workers)).live_objects, 0);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "marker threads")]
+    fn marker_threads_run_every_job_and_are_waited_for() {
+        let workers: &'static MarkWorkers = Box::leak(Box::new(MarkWorkers::new()));
+        workers.ensure_threads(2);
+        let seen = [const { AtomicUsize::new(0) }; 3];
+        for _ in 0..100 {
+            workers.run(&|i, _| _ = seen[i].fetch_add(1, Relaxed), || _ = seen[0].fetch_add(1, Relaxed));
+        }
+        // `run` returned only after both threads ran each job.
+        assert_eq!(seen.map(|s| s.load(Relaxed)), [100, 100, 100]);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::config::Config;
 use crate::heap::Heap;
 use crate::links::LinkTable;
-use crate::mark::Marker;
+use crate::mark::{MarkWorkers, Marker};
 use crate::os;
 use crate::stopworld;
 use crate::threads::{self, World};
@@ -44,6 +44,8 @@ pub struct Runtime {
     /// The mark stack and its span cache: used only by the holder of the world
     /// lock (`marker`).
     marker: UnsafeCell<Marker>,
+    /// The marker threads beside the collecting one (see `mark`).
+    pub mark_workers: MarkWorkers,
     /// Disappearing links (libgc's API, and gc_weak handles), cleared by the sweep.
     pub links: LinkTable,
     /// The canonical gc_weak handle of each pointer (see `weak`).
@@ -71,6 +73,7 @@ impl Runtime {
             heap: Heap::new(config),
             world: WorldLock::new(World::new()),
             marker: UnsafeCell::new(Marker::new()),
+            mark_workers: MarkWorkers::new(),
             links: LinkTable::new(),
             weak: WeakTable::new(),
         }
@@ -221,6 +224,7 @@ extern "C" fn fork_child() {
         }
         stopworld::forget_stopped_threads();
         rt.finq.forget_thread();
+        rt.mark_workers.forget_threads();
         drop(w);
         rt.world.forget_waiters();
     }

@@ -1,6 +1,10 @@
 //! Sweeping: free what marking did not reach [Go: mgcsweep.go].
 //!
-//! Runs with the world stopped, right after marking, over every in-use span:
+//! Runs with the world stopped, right after marking, over every in-use span,
+//! in two passes. The first (`sweep_pages`) works on each span alone, so the
+//! collector splits the arena's pages between its marker threads for it
+//! (steps 1 and 2, and the mark bytes cleared); the second (`finish`) is one
+//! thread's walk over the spans that hands each to its list (step 3):
 //! 0. short disappearing links (`links`) whose object is unmarked are cleared;
 //! 1. each finalizer special whose object is unmarked moves to the finalizer
 //!    queue, and its object is marked again (resurrected) so it survives until
@@ -12,21 +16,22 @@
 //! 2. the alloc bits become the mark bits: unmarked objects are free. Pinned
 //!    objects were marked as roots, so they are never freed;
 //! 3. a span with no object left goes back to the page heap; one with a free
-//!    slot goes to its mcentral's partial set; mark bits are cleared;
+//!    slot goes to its mcentral's partial set;
 //! 4. long disappearing links whose object was freed are cleared, and links
 //!    that lay in freed objects are dropped.
 //!
 //! Invariant afterwards: no span is cached, every partial set holds exactly the
-//! in-use spans with a free slot, all mark bits are clear.
+//! in-use spans with a free slot, all mark bytes are clear.
 
 use std::sync::atomic::Ordering::*;
 
 use crate::heap::Heap;
 use crate::links::LinkTable;
 use crate::pagealloc::PageAlloc;
-use crate::span::{MarkBits, Span};
+use crate::span::Span;
 use crate::specials::{KIND_CLEANUP, KIND_FINALIZER};
 
+#[derive(Default)]
 pub struct SweepReport {
     pub live_bytes: usize,
     pub live_objects: usize,
@@ -37,20 +42,60 @@ pub struct SweepReport {
     pub allocated_since_last: usize,
 }
 
-/// Sweeps the whole heap. World stopped, `pa` locked.
+impl SweepReport {
+    /// Adds the counts of `o` (a part of the sweep done by another thread).
+    pub fn add(&mut self, o: &SweepReport) {
+        self.live_bytes += o.live_bytes;
+        self.live_objects += o.live_objects;
+        self.freed_spans += o.freed_spans;
+        self.finalizers_queued += o.finalizers_queued;
+        self.allocated_since_last += o.allocated_since_last;
+    }
+}
+
+/// Sweeps the whole heap on the calling thread (the unit tests' sweep; a
+/// cycle splits the first pass between its markers, `gc::sweep_all`). World
+/// stopped, `pa` locked.
+#[cfg(test)]
 pub fn sweep(h: &Heap, links: &LinkTable, pa: &mut PageAlloc) -> SweepReport {
+    begin(h, links);
+    let mut r = SweepReport::default();
+    // SAFETY: the world is stopped (the contract) and no span is cached.
+    unsafe { sweep_pages(h, 0, pa.high_water, &mut r) };
+    finish(h, links, pa, &mut r);
+    r
+}
+
+/// Before the first pass: empties the partial sets (the second pass refills
+/// them) and clears the short links whose object is unmarked (step 0).
+/// World stopped.
+pub fn begin(h: &Heap, links: &LinkTable) {
     for c in &h.central {
         c.partial.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
-    let mut r =
-        SweepReport { live_bytes: 0, live_objects: 0, freed_spans: 0, finalizers_queued: 0, allocated_since_last: 0 };
     links.clear_unmarked(h);
+}
+
+/// The first pass over the spans that start at pages `[lo, hi)`: steps 1 and
+/// 2, counted into `r`. Threads may sweep disjoint page ranges at once.
+///
+/// # Safety
+/// The world is stopped, no span is cached (the cycle emptied every mcache),
+/// `begin` ran, and no other thread sweeps these pages.
+pub unsafe fn sweep_pages(h: &Heap, lo: usize, hi: usize, r: &mut SweepReport) {
+    // SAFETY: per the contract we have these spans to ourselves.
+    unsafe { h.for_each_span_starting_in(lo, hi, |s| sweep_span(h, s, r)) };
+}
+
+/// The second pass: frees the spans left empty, gives those with a free slot
+/// to their partial sets (step 3), then drops the links in freed objects
+/// (step 4). World stopped, `pa` locked, every page swept.
+pub fn finish(h: &Heap, links: &LinkTable, pa: &mut PageAlloc, r: &mut SweepReport) {
     let high_water = pa.high_water;
-    // SAFETY: the world is stopped: no thread allocates, pins or frees, and no
-    // span is cached (the cycle emptied every mcache).
+    // SAFETY: the world is stopped and every span swept: none is cached, and
+    // only this thread changes the lists now.
     unsafe {
         h.for_each_span(high_water, |s| {
-            sweep_span(h, s, &mut r);
             if (*s).swept_count == 0 {
                 h.free_span(s, pa);
                 r.freed_spans += 1;
@@ -60,7 +105,6 @@ pub fn sweep(h: &Heap, links: &LinkTable, pa: &mut PageAlloc) -> SweepReport {
         });
     }
     links.clear_freed(h);
-    r
 }
 
 /// Sweeps one span; leaves the count of surviving objects in `swept_count`.
@@ -72,19 +116,21 @@ unsafe fn sweep_span(h: &Heap, s: *mut Span, r: &mut SweepReport) {
     unsafe {
         let list = (*s).specials.get_mut().unwrap_or_else(|e| e.into_inner());
         if !list.is_empty() {
-            let mark = &(*s).mark;
-            let mut chain = list.remove_where(|sp| sp.kind == KIND_FINALIZER && !mark[sp.index as usize], usize::MAX);
+            let span = &*s;
+            let mut chain =
+                list.remove_where(|sp| sp.kind == KIND_FINALIZER && !span.is_marked(sp.index as usize), usize::MAX);
             while !chain.is_null() {
                 let sp = chain;
                 chain = (*sp).next;
                 let idx = (*sp).index as usize;
                 (*sp).obj = (*s).object_base(idx);
-                (*s).mark.set(idx, true);
+                (*s).set_marked(idx);
                 h.finq.push(sp);
                 r.finalizers_queued += 1;
             }
-            let mark = &(*s).mark;
-            let mut chain = list.remove_where(|sp| sp.kind == KIND_CLEANUP && !mark[sp.index as usize], usize::MAX);
+            let span = &*s;
+            let mut chain =
+                list.remove_where(|sp| sp.kind == KIND_CLEANUP && !span.is_marked(sp.index as usize), usize::MAX);
             while !chain.is_null() {
                 let sp = chain;
                 chain = (*sp).next;
@@ -95,11 +141,9 @@ unsafe fn sweep_span(h: &Heap, s: *mut Span, r: &mut SweepReport) {
         }
         let before = (*s).count_allocated();
         r.allocated_since_last += before.saturating_sub((*s).swept_count as usize) * (*s).elemsize;
-        let words = (*s).bitmap_words();
-        let marks = (*s).mark.as_raw_slice();
         let mut live = 0usize;
-        for (w, &mark) in marks.iter().enumerate().take(words) {
-            let m = mark & (*s).word_mask(w);
+        for w in 0..(*s).bitmap_words() {
+            let m = (*s).mark_word(w);
             (*s).alloc[w].store(m, Relaxed);
             live += m.count_ones() as usize;
         }
@@ -107,7 +151,7 @@ unsafe fn sweep_span(h: &Heap, s: *mut Span, r: &mut SweepReport) {
             (*s).needzero = true;
         }
         (*s).swept_count = live as u32;
-        (*s).mark = MarkBits::ZERO;
+        (*s).clear_marks();
         r.live_objects += live;
         r.live_bytes += live * (*s).elemsize;
     }

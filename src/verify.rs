@@ -66,8 +66,8 @@ unsafe fn verify_span(s: *mut Span, w: &World) {
                 throw("heap corruption: alloc bit set beyond the span's objects");
             }
         }
-        if sp.mark.any() {
-            throw("heap corruption: mark bits left set outside a collection");
+        if sp.any_marked() {
+            throw("heap corruption: mark bytes left set outside a collection");
         }
         if sp.swept_count > sp.nelems {
             throw("heap corruption: swept count exceeds the object count");

@@ -237,7 +237,7 @@ mod tests {
             let mut pa = self.h.pages.lock().unwrap();
             let none = Threads { registered: &[], forked_away: &[] };
             // SAFETY: no other thread uses this heap; no thread record is scanned.
-            unsafe { mark(&self.h, &mut self.m, &none, std::ptr::null_mut(), 0, &LoadedObjects::default(), &pa) };
+            unsafe { mark(&self.h, &mut self.m, &none, std::ptr::null_mut(), 0, &LoadedObjects::default(), &pa, None) };
             self.weak.clear_unmarked(&self.h);
             sweep(&self.h, &self.links, &mut pa);
             drop(pa);
