@@ -63,7 +63,11 @@
 //! - `take_written` reports a page at most once per write-after-protect, and
 //!   leaves every page it reports protected.
 //! - No call allocates with `malloc` (system calls and a buffer on the stack),
-//!   so all of them are safe while the world is stopped.
+//!   so all of them are safe while the world is stopped. None needs it
+//!   stopped either: `protect` and `take_written` can run while the program
+//!   writes (each page is tested and protected under its page-table lock),
+//!   and calls on disjoint ranges can run in parallel (the kernel takes the
+//!   address space's lock for reading).
 //! - A tracker is only used by the process that made it: after `fork()` its
 //!   descriptors still name the parent's address space (both the userfaultfd
 //!   context and the opened pagemap file hold the parent's mm), and the child's
@@ -571,7 +575,8 @@ impl Drop for WriteTracker {
 
 /// Whether write tracking works in this process, found once: a tracker over a
 /// small mapping of its own, a write and a `read()` from a pipe into protected
-/// pages, both reported and nothing else. Allocates the first time.
+/// pages, both reported and nothing else. The first call maps memory and
+/// makes some twenty system calls; later ones read the answer.
 pub fn probe() -> Result<(), Unsupported> {
     static PROBED: OnceLock<Result<(), Unsupported>> = OnceLock::new();
     *PROBED.get_or_init(probe_now)
@@ -1327,5 +1332,136 @@ mod tests {
         drop(ring);
         drop(t);
         unmap(base, n);
+    }
+
+    /// The process's page-table memory (`VmPTE`), in KiB.
+    fn vm_pte_kib() -> usize {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmPTE:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// The median of `reps` timings of `f` (after `setup` each time), in µs.
+    fn median_us(reps: usize, mut setup: impl FnMut(), mut f: impl FnMut()) -> f64 {
+        let mut v: Vec<u64> = (0..reps)
+            .map(|_| {
+                setup();
+                let t0 = os::nanotime();
+                f();
+                os::nanotime() - t0
+            })
+            .collect();
+        v.sort();
+        v[reps / 2] as f64 / 1000.0
+    }
+
+    /// The figures of the write tracker's costs, for the notes (not a test of
+    /// speed): `cargo test --release --lib writetrack::tests::timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing figures, run by hand"]
+    fn timing() {
+        let p = page();
+        let arena = 4usize << 40;
+        let big = reserve(arena, libc::PROT_READ | libc::PROT_WRITE);
+        let t0 = os::nanotime();
+        let Some(t) = tracker(big, arena) else { return };
+        println!(
+            "new() over a 4 TiB MAP_NORESERVE reservation (register): {:.1} us",
+            (os::nanotime() - t0) as f64 / 1e3
+        );
+        drop(t);
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(big as *mut libc::c_void, arena) };
+
+        let len = 256usize << 20;
+        let n = len / p;
+        let base = reserve(len, libc::PROT_READ | libc::PROT_WRITE);
+        for i in 0..n {
+            poke(base + i * p, 1);
+        }
+        let t = tracker(base, len).unwrap();
+        let reps = 9;
+        let protect = median_us(reps, || t.unprotect(base, len).unwrap(), || t.protect(base, len).unwrap());
+        println!("protect 256 MiB, all touched: {protect:.0} us");
+        let unprotect = median_us(reps, || t.protect(base, len).unwrap(), || t.unprotect(base, len).unwrap());
+        println!("unprotect 256 MiB, all touched: {unprotect:.0} us");
+        t.protect(base, len).unwrap();
+        let few = median_us(
+            reps,
+            || {
+                for i in [7, n / 2, n - 3] {
+                    poke(base + i * p, 2);
+                }
+            },
+            || assert_eq!(t.take_written(base, len, |_, _| {}).unwrap(), 3),
+        );
+        println!("take_written 256 MiB, 3 pages written: {few:.0} us");
+        let none = median_us(reps, || {}, || assert_eq!(t.take_written(base, len, |_, _| {}).unwrap(), 0));
+        println!("take_written 256 MiB, nothing written: {none:.0} us");
+        let all = median_us(
+            5,
+            || (0..n).for_each(|i| poke(base + i * p, 3)),
+            || assert_eq!(t.take_written(base, len, |_, _| {}).unwrap(), n),
+        );
+        println!("take_written 256 MiB, every page written (one run of {n}): {all:.0} us");
+        let odd = median_us(
+            5,
+            || (1..n).step_by(2).for_each(|i| poke(base + i * p, 4)),
+            || assert_eq!(t.take_written(base, len, |_, _| {}).unwrap(), n / 2),
+        );
+        println!("take_written 256 MiB, every other page written ({} runs): {odd:.0} us", n / 2);
+
+        // The first write to a protected page, against a write to a writable one.
+        let stride = |v: u8| {
+            let t0 = os::nanotime();
+            for i in 0..n {
+                poke(base + i * p + 64, v);
+            }
+            (os::nanotime() - t0) as f64 / n as f64
+        };
+        let mut faulting = Vec::new();
+        let mut plain = Vec::new();
+        for r in 0..5u8 {
+            t.take_written(base, len, |_, _| {}).unwrap(); // all protected
+            faulting.push(stride(10 + r));
+            plain.push(stride(20 + r)); // now writable
+        }
+        faulting.sort_by(f64::total_cmp);
+        plain.sort_by(f64::total_cmp);
+        println!(
+            "a write to a page: {:.2} us the first after protection, {:.3} us the next ({n} pages, medians of 5)",
+            faulting[2] / 1e3,
+            plain[2] / 1e3
+        );
+        drop(t);
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(base as *mut libc::c_void, len) };
+
+        // Untouched memory: protection installs markers and page tables.
+        let fresh = reserve(len, libc::PROT_READ | libc::PROT_WRITE);
+        let t = tracker(fresh, len).unwrap();
+        let pte0 = vm_pte_kib();
+        let t0 = os::nanotime();
+        t.protect(fresh, len).unwrap();
+        let us = (os::nanotime() - t0) as f64 / 1e3;
+        println!("protect 256 MiB, never touched: {us:.0} us, page tables +{} KiB", vm_pte_kib() - pte0);
+        let none = median_us(reps, || {}, || assert_eq!(t.take_written(fresh, len, |_, _| {}).unwrap(), 0));
+        println!("take_written 256 MiB, never touched, protected: {none:.0} us");
+        drop(t);
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(fresh as *mut libc::c_void, len) };
+        let fresh = reserve(len, libc::PROT_READ | libc::PROT_WRITE);
+        let t = tracker(fresh, len).unwrap();
+        let pte0 = vm_pte_kib();
+        let t0 = os::nanotime();
+        assert_eq!(t.take_written(fresh, len, |_, _| {}).unwrap(), n);
+        let us = (os::nanotime() - t0) as f64 / 1e3;
+        println!(
+            "take_written 256 MiB, never touched, never protected (all reported): {us:.0} us, page tables +{} KiB",
+            vm_pte_kib() - pte0
+        );
+        drop(t);
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(fresh as *mut libc::c_void, len) };
     }
 }
