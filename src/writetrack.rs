@@ -43,15 +43,16 @@
 //!   instead of being skipped silently.
 //!
 //! What "written" means (`PAGE_IS_WRITTEN`) in a registered range: an entry
-//! present or swapped without the uffd-wp bit, or an empty one without a
-//! marker, or no page table at all. So a page never protected counts as
-//! written, whether it was ever touched or not, and so does a protected page
-//! given back with `MADV_DONTNEED` (on anonymous memory the zap drops the
-//! marker with the page; it reads zeros). A scan arms what it reports, page
-//! tables included: scanning a range that was never protected costs as much
-//! as protecting it. The answer is a superset of the pages whose contents
-//! changed since they were protected: for a collector, an unreported page
-//! holds no pointer it has not seen.
+//! present or swapped without the uffd-wp bit; and, on Linux 6.18 (found by
+//! the tests), an empty one without a marker, or no page table at all. So a
+//! page never protected counts as written, whether it was ever touched or
+//! not, and so does a protected page given back with `MADV_DONTNEED` (on
+//! anonymous memory the zap drops the marker with the page; it reads zeros).
+//! A scan arms what it reports, page tables included: scanning a range that
+//! was never protected costs as much as protecting it. (A kernel that skips
+//! empty entries would leave out only pages that read zeros.) The answer is a
+//! superset of the pages whose contents changed since they were protected:
+//! for a collector, an unreported page holds no pointer it has not seen.
 //!
 //! Invariants:
 //! - Every page of a registered range is, at any time, either protected (its
@@ -311,16 +312,16 @@ unsafe fn ioctl<T>(fd: i32, req: u64, arg: *mut T) -> Result<i32, i32> {
 /// `vm.unprivileged_userfaultfd` sysctl).
 fn open_userfaultfd() -> Result<i32, Unsupported> {
     let flags = libc::O_CLOEXEC | libc::O_NONBLOCK;
-    let mut first = 0;
+    // The errno of the plain call names the reason (a kernel before 5.11
+    // refuses the first flag with EINVAL).
+    let mut plain = 0;
     for f in [flags | UFFD_USER_MODE_ONLY, flags] {
         // SAFETY: userfaultfd(2) takes only flags and returns a new descriptor.
         let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, f) };
         if fd >= 0 {
             return Ok(fd as i32);
         }
-        if first == 0 {
-            first = errno();
-        }
+        plain = errno();
     }
     // SAFETY: a NUL-terminated path; open returns a new descriptor or -1.
     let dev = unsafe { libc::open(c"/dev/userfaultfd".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
@@ -337,14 +338,14 @@ fn open_userfaultfd() -> Result<i32, Unsupported> {
         close(dev);
     }
     Err(Unsupported {
-        reason: match first {
+        reason: match plain {
             libc::ENOSYS => "userfaultfd(2): not in this kernel or blocked by seccomp (ENOSYS)",
             libc::EPERM => {
                 "userfaultfd(2) refused (EPERM: vm.unprivileged_userfaultfd=0 or seccomp) and /dev/userfaultfd not usable"
             }
             _ => "userfaultfd(2) failed and /dev/userfaultfd not usable",
         },
-        errno: first,
+        errno: plain,
     })
 }
 
@@ -854,6 +855,18 @@ mod tests {
         unmap(base, n);
     }
 
+    /// Checks what a scan said of pages that are empty without a marker (never
+    /// protected, or released since): written on Linux 6.18, where the tests
+    /// were written; a kernel that skips them is as good for a collector
+    /// (they read zeros), so either answer passes, and which one is printed.
+    fn empty_entries(got: Vec<usize>, all: Vec<usize>, what: &str) {
+        if got.is_empty() {
+            println!("{what}: not reported (empty entries skipped)");
+        } else {
+            assert_eq!(got, all, "{what}: reported, but not all of them");
+        }
+    }
+
     /// A `MAP_NORESERVE` mapping of `bytes` with protection `prot`.
     fn reserve(bytes: usize, prot: i32) -> usize {
         // SAFETY: a new private anonymous mapping at an address of the kernel's choosing.
@@ -899,7 +912,7 @@ mod tests {
         // SAFETY: pages 20..24 of the window, whose contents we drop.
         assert_eq!(unsafe { libc::madvise((w + 20 * p) as *mut libc::c_void, 4 * p, libc::MADV_DONTNEED) }, 0);
         assert_eq!(peek(w + 21 * p), 0);
-        assert_eq!(written(&t, w, 64), vec![20, 21, 22, 23], "released protected pages count as written");
+        empty_entries(written(&t, w, 64), vec![20, 21, 22, 23], "protected pages released with MADV_DONTNEED");
         assert_eq!(written(&t, w, 64), Vec::<usize>::new(), "and are protected again by the scan");
         poke(w + 22 * p, 3);
         assert_eq!(written(&t, w, 64), vec![22], "and a write into one is reported");
@@ -941,7 +954,7 @@ mod tests {
         // yet written (an empty entry of a registered range without a marker);
         // the scan protects it (allocating its page table).
         let u = base + (1 << 30);
-        assert_eq!(written(&t, u, 512), (0..512).collect::<Vec<_>>(), "a never protected range counts as written");
+        empty_entries(written(&t, u, 512), (0..512).collect(), "a never protected untouched range");
         assert_eq!(written(&t, u, 512), Vec::<usize>::new());
         drop(t);
         // SAFETY: our own mapping.
@@ -968,7 +981,8 @@ mod tests {
         assert_eq!(written(&t, w, 32), vec![4]);
         // The never protected pages next to the window (in the same page
         // table, 2 MiB-aligned) count as written, PROT_NONE as they are.
-        assert_eq!(written(&t, w, huge / p).len(), huge / p - 32);
+        let rest: Vec<usize> = (32..huge / p).collect();
+        empty_entries(written(&t, w, huge / p), rest, "PROT_NONE pages beside the committed ones");
         drop(t);
         // SAFETY: our own mapping.
         unsafe { libc::munmap(base as *mut libc::c_void, len) };
@@ -1463,5 +1477,66 @@ mod tests {
         drop(t);
         // SAFETY: our own mapping.
         unsafe { libc::munmap(fresh as *mut libc::c_void, len) };
+    }
+
+    /// In a forked child that cannot reach /dev/userfaultfd (not root) and
+    /// whose userfaultfd(2) a seccomp filter fails with `err`: what `new` says.
+    /// The child's exit code: 0 for Unsupported naming userfaultfd(2) and
+    /// `err`, else a number saying what went wrong.
+    fn refused_with(err: i32) -> i32 {
+        let filter = [
+            libc::sock_filter { code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, jt: 0, jf: 0, k: 0 },
+            libc::sock_filter {
+                code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 1,
+                k: libc::SYS_userfaultfd as u32,
+            },
+            libc::sock_filter {
+                code: (libc::BPF_RET | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 0,
+                k: libc::SECCOMP_RET_ERRNO | err as u32,
+            },
+            libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: libc::SECCOMP_RET_ALLOW },
+        ];
+        let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
+        // SAFETY: the child only makes system calls and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: prctl and setresuid change only this child; the filter
+            // outlives the call that installs it (the kernel copies it).
+            let code = unsafe {
+                if libc::setresuid(65534, 65534, 65534) != 0 && libc::geteuid() == 0 {
+                    2
+                } else if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) != 0
+                {
+                    3
+                } else {
+                    let base = os::reserve(os::os_page()).unwrap_or(0);
+                    match WriteTracker::new(base, os::os_page()) {
+                        Err(u) if u.errno == err && u.reason.starts_with("userfaultfd(2)") => 0,
+                        Err(_) => 4,
+                        Ok(_) => 5,
+                    }
+                }
+            };
+            // SAFETY: leaves the child without running the parent's atexit work.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status));
+        libc::WEXITSTATUS(status)
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri has no fork")]
+    fn a_refused_userfaultfd_is_unsupported_and_says_why() {
+        assert_eq!(refused_with(libc::EPERM), 0, "EPERM (vm.unprivileged_userfaultfd=0, seccomp)");
+        assert_eq!(refused_with(libc::ENOSYS), 0, "ENOSYS (no userfaultfd)");
     }
 }
