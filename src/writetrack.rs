@@ -616,10 +616,11 @@ fn probe_range(base: usize, len: usize) -> Result<(), Unsupported> {
         libc::write(fds[1], [7u8].as_ptr() as *const libc::c_void, 1) == 1
             && libc::read(fds[0], (base + 2 * page) as *mut libc::c_void, 1) == 1
     };
+    let e = errno();
     close(fds[0]);
     close(fds[1]);
     if !ok {
-        return Err(Unsupported { reason: "probe: read() into a write-protected page failed", errno: errno() });
+        return Err(Unsupported { reason: "probe: read() into a write-protected page failed", errno: e });
     }
     let mut runs = [(0usize, 0usize); 2];
     let mut n = 0;
