@@ -691,7 +691,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "Miri has no userfaultfd")]
     fn ioctl_structs_have_the_uapi_sizes() {
         assert_eq!(std::mem::size_of::<UffdioApi>(), 24);
         assert_eq!(std::mem::size_of::<UffdioRegister>(), 32);
