@@ -38,6 +38,10 @@
 //!   `cleanup` [mcleanup]: the ids of the pending cleanups.
 //! - `weak` [weak.Pointer]: weak handles, short links with a canonical table.
 //! - `stats`, `verify`: the statistics counters and the heap-invariant checker.
+//! - `writetrack`: which heap pages were written while they were
+//!   write-protected (userfaultfd's asynchronous write protection and
+//!   `PAGEMAP_SCAN`), for concurrent marking; no `mprotect`, so the kernel's
+//!   writes into the heap still succeed.
 //! - `runtime`: the one process-wide `Runtime` (heap, world lock, marker,
 //!   links), its creation, and the fork handlers.
 //! - `capi`: the `extern "C"` shims; the header `include/gcpin.h` is generated
@@ -51,7 +55,7 @@
 //! against the sources, so an upward import fails `make test`:
 //!
 //! 0. os, pacer, sizeclass, stats
-//! 1. config, fixalloc, gcwork, pagealloc, tls, worldlock
+//! 1. config, fixalloc, gcwork, pagealloc, tls, worldlock, writetrack
 //! 2. cleanup, pinbits, roots, specials
 //! 3. finq, span
 //! 4. spanset
@@ -124,6 +128,7 @@ pub(crate) mod tls;
 pub(crate) mod verify;
 pub(crate) mod weak;
 pub(crate) mod worldlock;
+pub(crate) mod writetrack;
 
 pub use capi::*;
 pub use pinner::{gc_leak_fn, gc_pinner};

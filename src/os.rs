@@ -169,9 +169,9 @@ pub fn running_on_valgrind() -> bool {
     false
 }
 
-/// The kernel's page size for `mincore` (4 KiB on every platform gcpin runs on,
-/// read once from the auxiliary vector).
-fn os_page() -> usize {
+/// The kernel's page size, for `mincore` and the write tracker (4 KiB on every
+/// platform gcpin runs on; sysconf reads it from the auxiliary vector).
+pub fn os_page() -> usize {
     // SAFETY: sysconf has no preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if p > 0 {
