@@ -134,6 +134,11 @@ typedef struct gc_stats {
    * Cleanups not yet run nor stopped, queued ones included.
    */
   uint64_t cleanups_pending;
+  /**
+   * Time spent marking while the program ran, over every concurrent cycle
+   * (`GCPIN_CONCURRENT=1`); the pauses above count only the stops.
+   */
+  uint64_t mark_concurrent_ns;
 } gc_stats;
 
 /**

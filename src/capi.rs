@@ -149,7 +149,7 @@ fn alloc_entry(size: usize, noscan: bool) -> *mut c_void {
         let left = unsafe { &(*ts).stress_left };
         if left.get() == 0 {
             left.set(h.config.stress);
-            gc::collect_stress(h);
+            crate::concurrent::collect_stress(h);
         }
         left.set(left.get() - 1);
     }
@@ -163,7 +163,7 @@ fn alloc_entry(size: usize, noscan: bool) -> *mut c_void {
             Ok(a) => {
                 if h.pacer.gc_wanted.load(std::sync::atomic::Ordering::Relaxed) {
                     let a = std::hint::black_box(a); // keep it visible to the scan
-                    gc::collect_if_wanted(h);
+                    crate::concurrent::collect_if_wanted(h);
                     return std::hint::black_box(a) as *mut c_void;
                 }
                 return a as *mut c_void;
@@ -257,7 +257,7 @@ fn pin_entry(pinner: *mut gc_pinner, ptrs: &[usize]) -> gc_status {
                 // A new inner pinner: its leak finalizer needs the finalizer
                 // thread, and its allocation may have crossed the trigger.
                 h.ensure_finalizer_thread();
-                gc::collect_if_wanted(h);
+                crate::concurrent::collect_if_wanted(h);
             }
             GC_OK
         }

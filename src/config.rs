@@ -9,6 +9,7 @@
 //! | `GCPIN_SIG_SUSPEND` | the signal used to stop threads (default SIGPWR)          |
 //! | `GCPIN_MARKERS`     | marker threads, the collecting one included: at most the  |
 //! |                     | online cores (the default), 1 to 64; 1 marks alone        |
+//! | `GCPIN_CONCURRENT`  | `1`: automatic cycles mark while the program runs         |
 //!
 //! A value a variable cannot take is not fatal: the program still runs, with
 //! the default, and one line on stderr names the variable, the value and what
@@ -47,6 +48,8 @@ pub struct Config {
     pub arena_bytes: usize,
     /// Threads that mark in a cycle, the collecting thread included (>= 1).
     pub markers: usize,
+    /// Automatic cycles mark concurrently (`concurrent`).
+    pub concurrent: bool,
 }
 
 /// The most `GCPIN_MARKERS` takes (`mark::MAX_MARKERS`).
@@ -128,12 +131,20 @@ impl Config {
                 cores
             }
         });
+        let concurrent = match get("GCPIN_CONCURRENT").as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(v) => {
+                bad("GCPIN_CONCURRENT", v, "0 or 1", "0 (stop-the-world marking)");
+                false
+            }
+        };
         let arena_bytes = match max_heap {
             // Leave room for fragmentation above the limit.
             Some(m) => (m.saturating_mul(2)).clamp(64 << 20, MAX_ARENA),
             None => DEFAULT_ARENA,
         };
-        Config { gc_percent, max_heap, trace, stress, sig_suspend, arena_bytes, markers }
+        Config { gc_percent, max_heap, trace, stress, sig_suspend, arena_bytes, markers, concurrent }
     }
 }
 
@@ -253,6 +264,7 @@ mod tests {
             ("GCPIN_MARKERS", "0", "(the online cores)"),
             ("GCPIN_MARKERS", "65", "(the online cores)"),
             ("GCPIN_MARKERS", "two", "(the online cores)"),
+            ("GCPIN_CONCURRENT", "yes", "using 0 (stop-the-world marking)"),
         ] {
             let (c, w) = config(&[(var, value)]);
             assert_eq!(w.len(), 1, "{var}={value}: {w:?}");
@@ -272,9 +284,11 @@ mod tests {
             ("GCPIN_STRESS", "7"),
             ("GCPIN_SIG_SUSPEND", "SIGUSR2"),
             ("GCPIN_MARKERS", "1"),
+            ("GCPIN_CONCURRENT", "1"),
         ]);
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(c.markers, 1);
+        assert!(c.concurrent);
         let (many, w) = config(&[("GCPIN_MARKERS", "64")]);
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(many.markers, online_cores().min(64), "never more markers than cores");

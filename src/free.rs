@@ -83,6 +83,14 @@ pub fn free(g: &InRuntime, h: &Heap, links: &LinkTable, weak: &WeakTable, s: *mu
     }
     links.drop_inside(base, base + elemsize);
     weak.freed(links, base, base + elemsize);
+    if spc >> 1 == 0 && h.marking_concurrently.load(Acquire) {
+        // Concurrent markers may be reading the span: its object is gone,
+        // the sweep frees the span.
+        // SAFETY: a large span holds only this object; we are inside the
+        // runtime, so the sweep (world stopped) does not run meanwhile.
+        unsafe { (*s).alloc[0].store(0, Relaxed) };
+        return Freed::AtSweep;
+    }
     if spc >> 1 == 0 {
         h.pacer.note_freed(elemsize);
         let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());

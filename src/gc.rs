@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 
 use crate::heap::Heap;
-use crate::mark::{self, MarkWorkers};
+use crate::mark::{self, MarkWorkers, Marker};
 use crate::os;
 use crate::pacer::{self, release_budget, Release};
 use crate::pagealloc::PageAlloc;
@@ -48,6 +48,10 @@ pub struct CycleReport {
     pub released: usize,
     pub pause_ns: u64,
     pub next_gc: usize,
+    /// A concurrent cycle's first pause and its marking with the world
+    /// running (0 for a stop-the-world cycle).
+    pub start_pause_ns: u64,
+    pub mark_concurrent_ns: u64,
 }
 
 /// Runs one full collection, unless one that started after this call has
@@ -106,21 +110,70 @@ pub const PARALLEL_MIN_HEAP: usize = 1 << 20;
 /// Pages a sweeping thread claims at a time.
 const SWEEP_CHUNK_PAGES: usize = 256;
 
-fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadState, release: Release) -> CycleReport {
+/// Runs the program's start callback (libgc's), if any.
+pub fn run_start_callback() {
     let f = START_CALLBACK.load(Acquire);
     if f != 0 {
         // SAFETY: only `extern "C" fn()` values are stored (libgc::GC_set_start_callback).
         unsafe { std::mem::transmute::<usize, extern "C" fn()>(f)() };
     }
-    // Threads are made before the stop: creating one allocates.
+}
+
+/// The marker threads to use for a cycle, started if needed; None when the
+/// heap is too small for them to pay (`PARALLEL_MIN_HEAP`) or there is one
+/// marker. Before the world stops: creating a thread allocates.
+pub fn workers_for_cycle(h: &'static Runtime) -> Option<&'static MarkWorkers> {
     let parallel = h.config.markers > 1 && h.pacer.heap_live.load(Relaxed) >= PARALLEL_MIN_HEAP;
     if parallel {
         h.mark_workers.ensure_threads(h.config.markers - 1);
     }
+    (parallel && h.mark_workers.threads() > 0).then_some(&h.mark_workers)
+}
+
+/// The marking of a cycle's stopped part: `mark::mark` for a stop-the-world
+/// cycle, the finish of a concurrent one (`concurrent`). Called with the
+/// world stopped and the page lock held, with the marker, the threads whose
+/// stacks are roots, the collecting thread and its stack pointer, the
+/// loader's objects, the page allocator and the marker threads.
+pub type MarkStep<'a> = dyn FnMut(&mut Marker, &mark::Threads, *mut ThreadState, usize, &roots::LoadedObjects, &PageAlloc, Option<&MarkWorkers>)
+    + 'a;
+
+/// A stop-the-world cycle.
+pub fn cycle(
+    h: &'static Runtime,
+    w: &mut WorldGuard<'_, World>,
+    me: *mut ThreadState,
+    release: Release,
+) -> CycleReport {
+    run_start_callback();
+    let workers = workers_for_cycle(h);
+    let mut full = |m: &mut Marker,
+                    all: &mark::Threads,
+                    me,
+                    sp,
+                    loaded: &roots::LoadedObjects,
+                    pa: &PageAlloc,
+                    ws: Option<&MarkWorkers>| {
+        // SAFETY: `stopped_part` calls this with the world stopped and the
+        // page lock held; the records are the registry's; `sp` is below the
+        // caller's frame; the loader's list is locked around it.
+        unsafe { mark::mark(h, m, all, me, sp, loaded, pa, ws) }
+    };
+    cycle_with(h, w, me, release, workers, &mut full)
+}
+
+/// Steps 1 to 7 with `mark_step` as the marking.
+pub fn cycle_with(
+    h: &'static Runtime,
+    w: &mut WorldGuard<'_, World>,
+    me: *mut ThreadState,
+    release: Release,
+    workers: Option<&MarkWorkers>,
+    mark_step: &mut MarkStep<'_>,
+) -> CycleReport {
     // The loader's list stays locked from the snapshot of the loaded objects
     // until the world restarts, so no library is unmapped under the scan.
-    let workers = (parallel && h.mark_workers.threads() > 0).then_some(&h.mark_workers);
-    let paused = roots::with_loaded_objects(|loaded| stopped_part(h, w, me, release, loaded, workers));
+    let paused = roots::with_loaded_objects(|loaded| stopped_part(h, w, me, release, loaded, workers, mark_step));
     // With the world running again (we still hold the world lock, so no one can
     // stop us while we hold the page lock), release surplus pages in steps of
     // at most 8 MiB so allocating threads wait for the page lock only briefly.
@@ -159,6 +212,7 @@ fn stopped_part(
     release: Release,
     loaded: &roots::LoadedObjects,
     workers: Option<&MarkWorkers>,
+    mark_step: &mut MarkStep<'_>,
 ) -> Paused {
     let t0 = os::nanotime();
     stop_the_world(w, me);
@@ -178,7 +232,7 @@ fn stopped_part(
         // SAFETY: the world is stopped and the page lock held; the records
         // are the registry's; `sp` is below this frame; the loader's list is
         // locked by with_loaded_objects around us.
-        unsafe { mark::mark(h, marker, &all, me, sp, loaded, &pa, workers) };
+        mark_step(marker, &all, me, sp, loaded, &pa, workers);
     });
     h.weak.clear_unmarked(h);
     let swept = sweep_all(h, &mut pa, workers);
@@ -210,6 +264,8 @@ fn stopped_part(
         released: 0,
         pause_ns,
         next_gc,
+        start_pause_ns: 0,
+        mark_concurrent_ns: 0,
     };
     Paused { report, retain, budget }
 }
@@ -243,7 +299,7 @@ fn sweep_all(h: &Runtime, pa: &mut PageAlloc, workers: Option<&MarkWorkers>) -> 
     r
 }
 
-fn after_cycle(h: &'static Runtime, r: &CycleReport) {
+pub fn after_cycle(h: &'static Runtime, r: &CycleReport) {
     if r.finalizers_queued > 0 {
         // The finalizer thread may not exist: in a forked child it is gone,
         // and finalizers set before the fork would otherwise wait for an
@@ -254,9 +310,18 @@ fn after_cycle(h: &'static Runtime, r: &CycleReport) {
     }
     if h.config.trace {
         let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        let concurrent = if r.mark_concurrent_ns > 0 {
+            format!(
+                ", concurrent: first pause {:.3} ms, marked {:.1} ms with the world running",
+                r.start_pause_ns as f64 / 1e6,
+                r.mark_concurrent_ns as f64 / 1e6
+            )
+        } else {
+            String::new()
+        };
         let line = format!(
             "gcpin: gc {} @{:.3}s: heap {:.1} MiB -> {:.1} MiB, {} objects live, {} spans freed, \
-             {} finalizers queued, {:.1} MiB released, pause {:.3} ms, next gc at {:.1} MiB\n",
+             {} finalizers queued, {:.1} MiB released, pause {:.3} ms, next gc at {:.1} MiB{concurrent}\n",
             h.stats.num_gc.load(Relaxed),
             (os::nanotime() - h.start_ns) as f64 / 1e9,
             mib(r.heap_before),
@@ -320,6 +385,7 @@ pub fn read_stats(h: &'static Runtime) -> gc_stats {
     out.pause_total_ns = s.pause_total_ns.load(Relaxed);
     out.last_pause_ns = s.last_pause_ns.load(Relaxed);
     out.max_pause_ns = s.max_pause_ns.load(Relaxed);
+    out.mark_concurrent_ns = s.mark_concurrent_ns.load(Relaxed);
     let next = h.pacer.next_gc.load(Relaxed);
     out.next_gc_bytes = if next == usize::MAX { u64::MAX } else { next as u64 };
     out

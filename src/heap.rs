@@ -110,6 +110,10 @@ pub struct Heap {
     /// bytes, beside `config.max_heap`; `usize::MAX` when none. The smaller
     /// of the two applies.
     pub max_heap_bytes: AtomicUsize,
+    /// Set while a concurrent mark runs with the world started: no span may
+    /// be freed then (an explicit free leaves a large object's span to the
+    /// sweep), since markers may be reading it.
+    pub marking_concurrently: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: `table` points into a mapping owned by the heap for the life of the
@@ -171,6 +175,7 @@ impl Heap {
             start_ns: os::nanotime(),
             gc_disabled: AtomicUsize::new(0),
             max_heap_bytes: AtomicUsize::new(usize::MAX),
+            marking_concurrently: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

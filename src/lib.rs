@@ -28,7 +28,9 @@
 //!   glibc's dynamic thread vector.
 //! - `gc` [mgc]: the cycle; `mark` [mgcmark] and `sweep` [mgcsweep] its halves,
 //!   run by the collecting thread and the parked marker threads together;
-//!   `gcwork` [mgcwork]: the work the marker threads share;
+//!   `gcwork` [mgcwork]: the work the marker threads share; `concurrent`:
+//!   mostly-concurrent cycles on a background thread (`GCPIN_CONCURRENT=1`),
+//!   with `writetrack`, the kernel's record of the pages written;
 //!   `roots`: data segments and TLS modules (read with the loader's list
 //!   locked) and registered ranges.
 //! - `pinner` [pinner.go]: pin counts (bits and counter specials), inner
@@ -68,8 +70,9 @@
 //! 11. cgocheck, free, mark, verify
 //! 12. runtime
 //! 13. gc
-//! 14. capi
-//! 15. libgc
+//! 14. concurrent
+//! 15. capi
+//! 16. libgc
 //!
 //! An allocation: `gc_alloc` → register the thread if new → enter the runtime →
 //! `mcache` fast path (or refill from `mcentral`, or a new span from `heap`) →
@@ -95,6 +98,7 @@ pub(crate) mod alloc;
 pub mod capi;
 pub(crate) mod cgocheck;
 pub(crate) mod cleanup;
+pub(crate) mod concurrent;
 pub(crate) mod config;
 pub(crate) mod finalizer;
 pub(crate) mod finq;

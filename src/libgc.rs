@@ -636,7 +636,7 @@ pub extern "C" fn GC_try_to_collect(stop: GC_stop_func) -> c_int {
 pub extern "C" fn GC_collect_a_little() -> c_int {
     ffi_boundary!(0, {
         if api_thread().is_some() {
-            gc::collect_if_wanted(heap());
+            crate::concurrent::collect_if_wanted(heap());
         }
         0
     })

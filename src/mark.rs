@@ -13,7 +13,8 @@
 //! overflow, so nothing is lost [libgc: GC_mark_stack_too_small handling].
 //!
 //! Roots, in order: the data and bss segments of the program and its libraries,
-//! the ranges of `gc_add_roots`, every registered thread's stack (from its saved
+//! the ranges of `gc_add_roots`, every registered thread's stack (but the
+//! runtime's own, `ThreadState::runtime_only`) (from its saved
 //! stack pointer, registers included, and the used part of its alternate signal
 //! stack when it was stopped there) and its TLS blocks (`tls`), the same for
 //! the parent's other threads in a forked child (`World::forked_away`), pinned
@@ -48,6 +49,7 @@ use crate::os;
 use crate::pagealloc::PageAlloc;
 use crate::pinner;
 use crate::roots::LoadedObjects;
+use crate::sizeclass::PAGE_SIZE;
 use crate::span::Span;
 use crate::specials::{KIND_CLEANUP, KIND_FINALIZER};
 use crate::threads::ThreadState;
@@ -124,7 +126,7 @@ impl Marker {
         }
     }
 
-    fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.last_span = std::ptr::null_mut();
         self.last_lo = 0;
         self.last_len = 0;
@@ -240,8 +242,10 @@ impl Marker {
     pub unsafe fn scan_range(&mut self, h: &Heap, lo: usize, hi: usize) {
         let mut p = (lo + WORD - 1) & !(WORD - 1);
         while p + WORD <= hi {
-            // SAFETY: p is aligned and inside the readable range.
-            let w = unsafe { std::ptr::read(p as *const usize) };
+            // SAFETY: p is aligned and inside the readable range. An atomic
+            // load (a plain one on the platforms we support): in a concurrent
+            // mark the program may be writing the word meanwhile.
+            let w = unsafe { (*(p as *const AtomicUsize)).load(Relaxed) };
             if h.in_arena(w) {
                 // SAFETY: world stopped, per the contract.
                 unsafe { self.mark_word(h, w) };
@@ -266,8 +270,10 @@ impl Marker {
         let mut p = hi & !(WORD - 1);
         while p >= lo + WORD {
             p -= WORD;
-            // SAFETY: p is aligned and inside the readable range.
-            let w = unsafe { std::ptr::read(p as *const usize) };
+            // SAFETY: p is aligned and inside the readable range. An atomic
+            // load (a plain one on the platforms we support): in a concurrent
+            // mark the program may be writing the word meanwhile.
+            let w = unsafe { (*(p as *const AtomicUsize)).load(Relaxed) };
             if h.in_arena(w) {
                 // SAFETY: world stopped, per the contract.
                 unsafe { self.mark_word(h, w) };
@@ -508,13 +514,25 @@ pub unsafe fn mark(
     workers: Option<&MarkWorkers>,
 ) {
     m.reset();
+    // SAFETY: the caller's contract.
+    unsafe {
+        drain_all(h, m, workers, |m| mark_roots(h, m, w, me, sp, loaded, pa, Roots::All));
+        m.recover_overflow(h, pa);
+    }
+}
+
+/// Runs `roots` on `m` (the calling thread's marker, which shares what it
+/// pushes with the others), then drains every marker's stack until all of
+/// them have run out. Overflow is left in `m.overflowed` for the caller.
+///
+/// # Safety
+/// World stopped, or (a concurrent mark, `concurrent`) the heap's memory may
+/// change under the scan but no span is freed meanwhile.
+pub unsafe fn drain_all(h: &Heap, m: &mut Marker, workers: Option<&MarkWorkers>, roots: impl FnOnce(&mut Marker)) {
     let Some(workers) = workers.filter(|ws| ws.threads() > 0) else {
+        roots(m);
         // SAFETY: the caller's contract.
-        unsafe {
-            mark_roots(h, m, w, me, sp, loaded, pa);
-            m.drain(h);
-            m.recover_overflow(h, pa);
-        }
+        unsafe { m.drain(h) };
         return;
     };
     let pool = &workers.pool;
@@ -522,7 +540,7 @@ pub unsafe fn mark(
     let overflowed = std::sync::atomic::AtomicBool::new(false);
     let helper = |_: usize, wm: &mut Marker| {
         wm.reset();
-        // SAFETY: the world stays stopped until `run` has waited for us.
+        // SAFETY: the caller's contract holds until `run` has waited for us.
         unsafe { wm.drain_shared(h, pool) };
         if wm.overflowed {
             overflowed.store(true, Relaxed);
@@ -530,23 +548,78 @@ pub unsafe fn mark(
     };
     workers.run(&helper, || {
         m.pool = pool;
+        roots(m);
         // SAFETY: the caller's contract.
-        unsafe {
-            mark_roots(h, m, w, me, sp, loaded, pa);
-            m.drain_shared(h, pool);
-        }
+        unsafe { m.drain_shared(h, pool) };
     });
-    // Every marker has stopped: the overflow rescan runs here alone.
+    // Every marker has stopped.
     m.overflowed |= overflowed.load(Relaxed);
-    // SAFETY: the caller's contract.
-    unsafe { m.recover_overflow(h, pa) };
 }
 
-/// Scans every root into `m` (draining it between them).
+/// Which roots `mark_roots` scans.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Roots {
+    /// Everything (a stop-the-world mark).
+    All,
+    /// The first pause of a concurrent mark: segments, added ranges, stacks,
+    /// registers and TLS, pushed but not drained (the drain runs with the
+    /// world started again). Pinned objects and finalizer state wait for the
+    /// final pause, whose walk over the spans needs the world stopped.
+    Start,
+    /// The final pause of a concurrent mark: everything, and every pinned
+    /// scannable object scanned again even if it is marked, since the kernel
+    /// writes into pinned memory without the write tracker seeing it.
+    Final,
+}
+
+/// Pushes, for the written pages `[lo, hi)` of a concurrent mark, the part of
+/// every marked object of a scannable span that lies in them: a pointer
+/// written since the object was scanned is in a written page. Returns the
+/// count of entries pushed.
 ///
 /// # Safety
-/// As `mark`.
-unsafe fn mark_roots(
+/// No span is freed meanwhile (the world is stopped, or a concurrent mark
+/// runs: explicit frees leave spans to the sweep then).
+pub unsafe fn push_written(h: &Heap, m: &mut Marker, lo: usize, hi: usize) -> usize {
+    let mut pushed = 0;
+    let mut p = lo;
+    while p < hi {
+        let s = h.span_of_heap(p);
+        if s.is_null() {
+            p = (p | (PAGE_SIZE - 1)) + 1;
+            continue;
+        }
+        // SAFETY: an in-use span stays in use (contract); its geometry is fixed.
+        unsafe {
+            let end = hi.min((*s).limit());
+            if !(*s).noscan() {
+                let mut idx = (*s).index_of(p);
+                while idx < (*s).nelems as usize {
+                    let ob = (*s).object_base(idx);
+                    if ob >= end {
+                        break;
+                    }
+                    if (*s).is_allocated(idx) && (*s).is_marked(idx) {
+                        let (a, b) = (ob.max(p), (ob + (*s).elemsize).min(end));
+                        m.push(a, b - a);
+                        pushed += 1;
+                    }
+                    idx += 1;
+                }
+            }
+            p = end;
+        }
+    }
+    pushed
+}
+
+/// Scans the roots `which` into `m`, draining it between them unless
+/// `which` is `Roots::Start`.
+///
+/// # Safety
+/// As `mark`: the world is stopped.
+#[allow(clippy::too_many_arguments)] // the cycle's state, passed down once
+pub unsafe fn mark_roots(
     h: &Heap,
     m: &mut Marker,
     w: &Threads,
@@ -554,34 +627,54 @@ unsafe fn mark_roots(
     sp: usize,
     loaded: &LoadedObjects,
     pa: &PageAlloc,
+    which: Roots,
 ) {
+    let drain = |m: &mut Marker| {
+        if which != Roots::Start {
+            // SAFETY: the world is stopped (the contract).
+            unsafe { m.drain(h) };
+        }
+    };
     // SAFETY: the caller's contract: the world is stopped; every range scanned below
     // is mapped and readable: loaded segments (the loader's list is locked),
     // registered roots, the mapped parts of stacks, TLS blocks checked mapped.
     unsafe {
         for &(lo, hi) in &loaded.segments {
             m.scan_range(h, lo, hi);
-            m.drain(h);
+            drain(m);
         }
         h.roots.for_each(|lo, hi| {
             m.scan_range(h, lo, hi);
-            m.drain(h);
+            drain(m);
         });
         for &t in w.registered.iter().chain(w.forked_away.iter()) {
+            if (*t).runtime_only.load(Relaxed) {
+                continue;
+            }
             for_each_stack_range(t, me, sp, |lo, hi| m.scan_range(h, lo, hi));
             if t != me {
                 let regs = (*t).saved_regs.get() as usize;
                 m.scan_range(h, regs, regs + std::mem::size_of::<[usize; crate::threads::SAVED_REGS]>());
             }
             tls::for_each_block((*t).tp, &loaded.tls, |lo, hi| m.scan_range(h, lo, hi));
-            m.drain(h);
+            drain(m);
+        }
+        if which == Roots::Start {
+            return;
         }
         h.for_each_span(pa.high_water, |s| {
-            pinner::for_each_pinned(s, |idx| m.mark_object(s, idx));
+            let noscan = (*s).noscan();
+            pinner::for_each_pinned(s, |idx| {
+                if which == Roots::Final && !noscan {
+                    (*s).set_marked(idx);
+                    m.push((*s).object_base(idx), (*s).elemsize);
+                } else {
+                    m.mark_object(s, idx);
+                }
+            });
             if (*s).specials.get_mut().map(|l| l.is_empty()).unwrap_or(false) {
                 return;
             }
-            let noscan = (*s).noscan();
             let list = (*s).specials.get_mut().unwrap_or_else(|e| e.into_inner());
             list.for_each(|sp| {
                 if sp.kind == KIND_FINALIZER {
@@ -594,7 +687,7 @@ unsafe fn mark_roots(
                     m.mark_word(h, sp.arg as usize);
                 }
             });
-            m.drain(h);
+            drain(m);
         });
         h.finq.for_each_queued(|obj, arg| {
             m.mark_word(h, obj);

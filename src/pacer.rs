@@ -87,6 +87,22 @@ impl Pacer {
         }
     }
 
+    /// A concurrent cycle was asked for: allocation goes on towards a goal
+    /// half as far again while it runs (past it, allocating threads wait for
+    /// the cycle), on the fast path (`gc_wanted` cleared). The cycle's end
+    /// sets the next goal as usual.
+    pub fn start_concurrent(&self) {
+        let next = self.next_gc.load(Relaxed);
+        self.next_gc.store(next.saturating_add(next / 2), Relaxed);
+        self.gc_wanted.store(false, Relaxed);
+    }
+
+    /// A concurrent cycle asked for was not run (collection disabled): the
+    /// trigger stays crossed, so the next allocation asks again.
+    pub fn resume_after_skipped_cycle(&self) {
+        self.gc_wanted.store(true, Relaxed);
+    }
+
     /// Starts the next cycle's count from `live` bytes; returns its goal.
     pub fn end_cycle(&self, live: usize) -> usize {
         let next = self.goal_after(live);

@@ -36,6 +36,26 @@ use crate::stopworld;
 use crate::threads::{self, World};
 use crate::weak::WeakTable;
 use crate::worldlock::{WorldGuard, WorldLock};
+use crate::writetrack::WriteTracker;
+
+/// Whether concurrent cycles can track the heap's writes (see `concurrent`).
+pub enum Tracking {
+    /// Not asked yet: the first concurrent cycle makes the tracker.
+    Untried,
+    Ready(WriteTracker),
+    /// The kernel refused (the reason was traced once): cycles stop the world.
+    Unsupported,
+}
+
+/// The background thread that runs concurrent cycles (see `concurrent`).
+pub struct GcThread {
+    /// Whether it was started (in this process: a forked child has none).
+    pub started: std::sync::atomic::AtomicBool,
+    /// Bumped to wake it; it waits on this word.
+    pub wake: std::sync::atomic::AtomicU32,
+    /// A concurrent cycle was asked for and has not ended yet.
+    pub pending: std::sync::atomic::AtomicBool,
+}
 
 pub struct Runtime {
     pub heap: Heap,
@@ -50,10 +70,14 @@ pub struct Runtime {
     pub links: LinkTable,
     /// The canonical gc_weak handle of each pointer (see `weak`).
     pub weak: WeakTable,
+    /// The write tracker, for the holder of the world lock (`tracking`).
+    tracking: UnsafeCell<Tracking>,
+    pub gc_thread: GcThread,
 }
 
-// SAFETY: the marker is only reached through `marker`, which takes the world
-// lock's guard; every other field is Sync on its own.
+// SAFETY: the marker and the tracking state are only reached through
+// `marker` and `tracking`, which take the world lock's guard; every other
+// field is Sync on its own.
 unsafe impl Sync for Runtime {}
 // SAFETY: as above.
 unsafe impl Send for Runtime {}
@@ -76,7 +100,24 @@ impl Runtime {
             mark_workers: MarkWorkers::new(),
             links: LinkTable::new(),
             weak: WeakTable::new(),
+            tracking: UnsafeCell::new(Tracking::Untried),
+            gc_thread: GcThread {
+                started: std::sync::atomic::AtomicBool::new(false),
+                wake: std::sync::atomic::AtomicU32::new(0),
+                pending: std::sync::atomic::AtomicBool::new(false),
+            },
         }
+    }
+
+    /// The write tracker's state, for the holder of the world lock. (Its
+    /// borrow is the runtime's, not the guard's, so that a cycle can use the
+    /// tracker while it hands the guard on; it must not keep it past the
+    /// lock, nor ask twice at once.)
+    #[allow(clippy::mut_from_ref)] // exclusive through the guard
+    pub fn tracking(&self, _world: &WorldGuard<'_, World>) -> &mut Tracking {
+        // SAFETY: as `marker`: only the world lock's holder has a guard, and
+        // the one caller (`concurrent::tracker`) asks once per cycle.
+        unsafe { &mut *self.tracking.get() }
     }
 
     /// The calling thread's record, registering it first if needed.
@@ -225,6 +266,13 @@ extern "C" fn fork_child() {
         stopworld::forget_stopped_threads();
         rt.finq.forget_thread();
         rt.mark_workers.forget_threads();
+        // The background collector did not survive the fork either, and the
+        // tracker's descriptors name the parent's memory: the child makes its own.
+        rt.gc_thread.started.store(false, Relaxed);
+        rt.gc_thread.pending.store(false, Relaxed);
+        rt.heap.marking_concurrently.store(false, Relaxed);
+        // SAFETY: we hold the world (w) in the only thread of the child.
+        *rt.tracking(&w) = Tracking::Untried;
         drop(w);
         rt.world.forget_waiters();
     }

@@ -44,6 +44,9 @@ pub struct gc_stats {
     pub weak_handles: u64,
     /// Cleanups not yet run nor stopped, queued ones included.
     pub cleanups_pending: u64,
+    /// Time spent marking while the program ran, over every concurrent cycle
+    /// (`GCPIN_CONCURRENT=1`); the pauses above count only the stops.
+    pub mark_concurrent_ns: u64,
 }
 
 pub struct Stats {
@@ -53,6 +56,7 @@ pub struct Stats {
     pub max_pause_ns: AtomicU64,
     /// Bytes allocated up to the last sweep.
     pub total_alloc_swept: AtomicU64,
+    pub mark_concurrent_ns: AtomicU64,
 }
 
 impl Stats {
@@ -63,15 +67,22 @@ impl Stats {
             last_pause_ns: AtomicU64::new(0),
             max_pause_ns: AtomicU64::new(0),
             total_alloc_swept: AtomicU64::new(0),
+            mark_concurrent_ns: AtomicU64::new(0),
         }
     }
 
-    /// Records a finished cycle (called by the collector, world lock held).
+    /// Records a finished cycle (called by the collector, world lock held),
+    /// whose last pause took `pause_ns`.
     pub fn record_cycle(&self, pause_ns: u64, allocated: usize) {
         self.num_gc.fetch_add(1, Relaxed);
+        self.record_pause(pause_ns);
+        self.total_alloc_swept.fetch_add(allocated as u64, Relaxed);
+    }
+
+    /// Records one stop of the world (a concurrent cycle stops it twice).
+    pub fn record_pause(&self, pause_ns: u64) {
         self.pause_total_ns.fetch_add(pause_ns, Relaxed);
         self.last_pause_ns.store(pause_ns, Relaxed);
         self.max_pause_ns.fetch_max(pause_ns, Relaxed);
-        self.total_alloc_swept.fetch_add(allocated as u64, Relaxed);
     }
 }

@@ -78,6 +78,11 @@ pub struct ThreadState {
     /// Link of the list of records of threads found gone (see
     /// `stopworld::reap`); null otherwise.
     pub next_gone: AtomicPtr<ThreadState>,
+    /// A thread of the runtime's own (the background collector): it holds no
+    /// pointer of the program's, so its stack, registers and TLS are not
+    /// roots; the addresses marking leaves there would otherwise keep the
+    /// objects they name. Set by the thread right after it registers.
+    pub runtime_only: AtomicBool,
 }
 
 /// The registry of threads, guarded by the world lock.
@@ -407,6 +412,7 @@ pub fn register(h: &'static Heap, world: &'static WorldLock<World>) -> Option<*m
         tid: os::gettid(),
         tp: crate::tls::thread_pointer(),
         holds_world: AtomicBool::new(false),
+        runtime_only: AtomicBool::new(false),
         registry_index: Cell::new(usize::MAX),
         heap: h,
         world,

@@ -1,0 +1,307 @@
+//! Mostly-concurrent marking [Boehm, Demers and Shenker, "Mostly parallel
+//! garbage collection", 1991; Go: mgc.go's concurrent mark], with the
+//! kernel's write tracker (`writetrack`) in place of `mprotect`.
+//!
+//! With `GCPIN_CONCURRENT=1` an allocation that crosses the trigger does not
+//! collect: it wakes the background collector thread (`gcpin-gc`, a
+//! registered thread that holds no pointer of the program's) and goes on. That
+//! thread holds the world lock for the whole cycle and runs:
+//!
+//! 1. protect the used part of the arena (the world running: a write after
+//!    this is tracked);
+//! 2. a short stop: the roots that change fastest — data and bss segments,
+//!    added ranges, stacks, registers, TLS — are scanned onto the mark stack;
+//! 3. with the world started again, the marker threads drain from there
+//!    (`mark::drain_all`) while the program allocates, writes, pins and does
+//!    I/O into its objects. Objects allocated now are allocated white: the
+//!    final stop finds those that are reachable;
+//! 4. catch-up passes, the world running: take the pages written since they
+//!    were protected (the tracker protects them again in the same call),
+//!    push what marked objects hold on them (`mark::push_written`), drain;
+//!    until a pass finds few pages (`FEW_WRITTEN_PAGES`) or `CATCH_UP_PASSES`
+//!    passes have run;
+//! 5. the final stop (`gc::cycle_with`): the pages written since the last
+//!    pass, every root again, pinned objects (scannable ones scanned again
+//!    whether marked or not: the kernel writes into pinned memory — fixed
+//!    io_uring buffers, O_DIRECT — without the page tables seeing it),
+//!    finalizer state; drain; then the weak tables and the sweep as in a
+//!    stop-the-world cycle;
+//! 6. unprotect, with the world running, and release memory as usual.
+//!
+//! Why nothing is lost: at the final stop every marked object either lies on
+//! a page not written since it was scanned — so what it points to was pushed
+//! when it was scanned — or on a written page, which step 5 scans again;
+//! roots are scanned again whole; so marking from there reaches every object
+//! reachable at the stop. Allocation never frees, explicit frees leave spans
+//! to the sweep while markers read them (`Heap::marking_concurrently`), and
+//! a weak handle read during marking hands the program a pointer that is
+//! then on its stack or in its objects, where the final stop finds it.
+//!
+//! Where the kernel has no tracker (no userfaultfd, seccomp, an unprivileged
+//! process under `vm.unprivileged_userfaultfd=0` without user-mode-only
+//! support, no PAGEMAP_SCAN) cycles stop the world, and the trace says so
+//! once. If tracking fails in the middle of a cycle, the final stop rescans
+//! every marked object (as after a mark-stack overflow), which is correct
+//! without any record of writes.
+//!
+//! `gc_collect()` stays a full stop-the-world collection: it waits for a
+//! running concurrent cycle (the world lock) and then collects.
+//!
+//! Invariants: a concurrent cycle runs only on the background thread, with
+//! the world lock held from step 1 to 6; `GcThread::pending` is set from the
+//! request to the end of that cycle; `Heap::marking_concurrently` is set
+//! exactly while markers may run with the world started.
+
+use std::sync::atomic::Ordering::*;
+
+use crate::gc::{self, CycleReport};
+use crate::mark::{self, MarkWorkers, Marker, Roots};
+use crate::os;
+use crate::pacer::Release;
+use crate::pagealloc::PageAlloc;
+use crate::roots::{self, LoadedObjects};
+use crate::runtime::{Runtime, Tracking};
+use crate::sizeclass::PAGE_SIZE;
+use crate::stopworld::{start_the_world, stop_the_world, with_spilled_registers};
+use crate::threads::{self, ThreadState, World};
+use crate::worldlock::WorldGuard;
+use crate::writetrack::WriteTracker;
+
+/// Catch-up passes at most before the final stop.
+const CATCH_UP_PASSES: usize = 4;
+/// A pass that found fewer written pages than this is the last.
+const FEW_WRITTEN_PAGES: usize = 64;
+
+/// Whether automatic cycles of this runtime are concurrent.
+fn enabled(h: &Runtime) -> bool {
+    h.config.concurrent
+}
+
+/// Collects if an allocation asked for it: starts a concurrent cycle, or,
+/// when cycles are not concurrent or one is already running and the heap
+/// has grown past the goal it set, collects (waiting for that cycle first,
+/// which holds the world lock). Outside the runtime.
+pub fn collect_if_wanted(h: &'static Runtime) {
+    if !h.pacer.gc_wanted.load(Relaxed) {
+        return;
+    }
+    if !enabled(h) || !request(h) {
+        gc::collect_if_wanted(h);
+    }
+}
+
+/// A stress collection (`GCPIN_STRESS`): a concurrent cycle if none is on its
+/// way, else nothing; stop-the-world when cycles are not concurrent.
+pub fn collect_stress(h: &'static Runtime) {
+    if !enabled(h) {
+        gc::collect_stress(h);
+        return;
+    }
+    request(h);
+}
+
+/// Asks the background thread for a concurrent cycle. False when one was
+/// already asked for and has not ended: the caller is past the goal that
+/// cycle set (`Pacer::start_concurrent`) and should wait for it.
+fn request(h: &'static Runtime) -> bool {
+    if h.gc_thread.pending.swap(true, AcqRel) {
+        return false;
+    }
+    if !ensure_thread(h) {
+        h.gc_thread.pending.store(false, Release);
+        return false;
+    }
+    // Until the cycle ends, allocation runs on towards a goal farther out,
+    // on the fast path; past that it waits for the cycle.
+    h.pacer.start_concurrent();
+    h.gc_thread.wake.fetch_add(1, Release);
+    os::futex_wake(&h.gc_thread.wake, 1);
+    true
+}
+
+/// Starts the background collector if it is not running. False if it cannot
+/// be started (the caller collects itself).
+fn ensure_thread(h: &'static Runtime) -> bool {
+    if h.gc_thread.started.swap(true, AcqRel) {
+        return true;
+    }
+    let spawned = std::thread::Builder::new().name("gcpin-gc".into()).spawn(move || {
+        let Some(me) = threads::register(&h.heap, &h.world) else {
+            h.gc_thread.started.store(false, Release);
+            return;
+        };
+        // SAFETY: our own, live record.
+        unsafe { (*me).runtime_only.store(true, Relaxed) };
+        block_signals_but_suspend(h.config.sig_suspend);
+        loop {
+            let seen = h.gc_thread.wake.load(Acquire);
+            if h.gc_thread.pending.load(Acquire) {
+                run(h);
+            }
+            if h.gc_thread.wake.load(Acquire) == seen {
+                os::futex_wait(&h.gc_thread.wake, seen, None);
+            }
+        }
+    });
+    if spawned.is_err() {
+        h.gc_thread.started.store(false, Release);
+        return false;
+    }
+    true
+}
+
+/// The program's signals go to its own threads, never to the collector's
+/// (whose handlers would run holding the world lock); the suspend signal
+/// still stops it.
+fn block_signals_but_suspend(sig_suspend: i32) {
+    // SAFETY: a sigset_t filled by sigfillset, installed for this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::sigdelset(&mut set, sig_suspend);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// One concurrent cycle on the background thread, start to end.
+fn run(h: &'static Runtime) {
+    let Some(me) = h.current_or_register() else { return };
+    let mut w = h.lock_world();
+    let report = if h.gc_disabled.load(Relaxed) > 0 {
+        // Collection is off: leave the trigger crossed, for when it is on.
+        h.pacer.resume_after_skipped_cycle();
+        None
+    } else {
+        Some(match tracker(h, &w) {
+            Some(t) => cycle(h, &mut w, me, t),
+            None => gc::cycle(h, &mut w, me, Release::Paced),
+        })
+    };
+    h.gc_thread.pending.store(false, Release);
+    drop(w);
+    if let Some(r) = report {
+        gc::after_cycle(h, &r);
+    }
+}
+
+/// The write tracker, made on first use; None (said once in the trace) when
+/// the kernel has none for us.
+fn tracker(h: &'static Runtime, w: &WorldGuard<'_, World>) -> Option<&'static WriteTracker> {
+    let state = h.tracking(w);
+    if let Tracking::Untried = state {
+        *state = match WriteTracker::new(h.arena_lo, h.arena_size) {
+            Ok(t) => Tracking::Ready(t),
+            Err(why) => {
+                if h.config.trace {
+                    let line = format!(
+                        "gcpin: GCPIN_CONCURRENT=1: the kernel cannot track writes to the heap ({why}); \
+                         collections stop the world\n"
+                    );
+                    os::write_stderr(&[&line]);
+                }
+                Tracking::Unsupported
+            }
+        };
+    }
+    match state {
+        Tracking::Ready(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// Steps 1 to 6 (see the top of this file).
+fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadState, t: &WriteTracker) -> CycleReport {
+    gc::run_start_callback();
+    let workers = gc::workers_for_cycle(h);
+    let t_start = os::nanotime();
+    // 1. Protect what holds objects, up to the page allocator's high water
+    // now; pages above it are reported as written (never protected).
+    let used = used_bytes(h);
+    let mut tracking_lost = t.protect(h.arena_lo, used).is_err();
+    // 2. The short stop.
+    let start_pause_ns = roots::with_loaded_objects(|loaded| start_pause(h, w, me, loaded));
+    // 3. Mark with the world running.
+    h.marking_concurrently.store(true, Release);
+    let m = h.marker(w);
+    // SAFETY: no span is freed while `marking_concurrently` is set (explicit
+    // frees leave spans to the sweep; no sweep runs: we hold the world lock).
+    unsafe { mark::drain_all(h, m, workers, |_| {}) };
+    // 4. Catch-up passes.
+    let mut passes = 0;
+    while !tracking_lost && passes < CATCH_UP_PASSES {
+        passes += 1;
+        let r = t.take_written(h.arena_lo, used_bytes(h), |lo, hi| {
+            // SAFETY: as for the drain above.
+            unsafe { mark::push_written(h, m, lo, hi) };
+        });
+        tracking_lost = r.is_err();
+        let pages = r.unwrap_or(0);
+        // SAFETY: as above.
+        unsafe { mark::drain_all(h, m, workers, |_| {}) };
+        if pages < FEW_WRITTEN_PAGES {
+            break;
+        }
+    }
+    h.marking_concurrently.store(false, Release);
+    let mark_ns = os::nanotime() - t_start;
+    h.stats.mark_concurrent_ns.fetch_add(mark_ns, Relaxed);
+    // 5. The final stop.
+    let mut finish = |m: &mut Marker,
+                      all: &mark::Threads,
+                      me: *mut ThreadState,
+                      sp: usize,
+                      loaded: &LoadedObjects,
+                      pa: &PageAlloc,
+                      ws: Option<&MarkWorkers>| {
+        if !tracking_lost {
+            let r = t.take_written(h.arena_lo, pa.high_water * PAGE_SIZE, |lo, hi| {
+                // SAFETY: the world is stopped.
+                unsafe { mark::push_written(h, m, lo, hi) };
+            });
+            tracking_lost = r.is_err();
+        }
+        if tracking_lost {
+            // No record of what was written: scan every marked object again.
+            m.overflowed = true;
+        }
+        // SAFETY: `cycle_with` calls this with the world stopped, the page
+        // lock held and the loader's list locked.
+        unsafe {
+            mark::drain_all(h, m, ws, |m| mark::mark_roots(h, m, all, me, sp, loaded, pa, Roots::Final));
+            m.recover_overflow(h, pa);
+        }
+    };
+    let mut report = gc::cycle_with(h, w, me, Release::Paced, workers, &mut finish);
+    // 6. Writes run at full speed again.
+    let _ = t.unprotect(h.arena_lo, used_bytes(h));
+    report.start_pause_ns = start_pause_ns;
+    report.mark_concurrent_ns = mark_ns;
+    report
+}
+
+/// The arena's bytes up to the page allocator's high water.
+fn used_bytes(h: &Runtime) -> usize {
+    h.pages.lock().unwrap_or_else(|e| e.into_inner()).high_water * PAGE_SIZE
+}
+
+/// Step 2: stops the world, pushes the fast-changing roots, restarts it.
+/// Returns the pause.
+fn start_pause(h: &Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadState, loaded: &LoadedObjects) -> u64 {
+    let t0 = os::nanotime();
+    stop_the_world(w, me);
+    let pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
+    let m = h.marker(w);
+    m.reset();
+    with_spilled_registers(|sp| {
+        let all = mark::Threads { registered: &w.threads, forked_away: &w.forked_away };
+        // SAFETY: the world is stopped and the page lock held; the records
+        // are the registry's; `sp` is below this frame; the loader's list
+        // is locked by with_loaded_objects around us.
+        unsafe { mark::mark_roots(h, m, &all, me, sp, loaded, &pa, Roots::Start) };
+    });
+    drop(pa);
+    let pause_ns = os::nanotime() - t0;
+    start_the_world();
+    h.stats.record_pause(pause_ns);
+    pause_ns
+}
