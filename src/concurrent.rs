@@ -126,13 +126,15 @@ fn ensure_thread(h: &'static Runtime) -> bool {
         return true;
     }
     let spawned = std::thread::Builder::new().name("gcpin-gc".into()).spawn(move || {
+        // The program's signals go to its own threads (a handler here would
+        // run holding the world lock); the suspend signal still stops us.
+        threads::block_signals_but(h.config.sig_suspend);
         let Some(me) = threads::register(&h.heap, &h.world) else {
             h.gc_thread.started.store(false, Release);
             return;
         };
         // SAFETY: our own, live record.
         unsafe { (*me).runtime_only.store(true, Relaxed) };
-        block_signals_but_suspend(h.config.sig_suspend);
         loop {
             let seen = h.gc_thread.wake.load(Acquire);
             if h.gc_thread.pending.load(Acquire) {
@@ -148,19 +150,6 @@ fn ensure_thread(h: &'static Runtime) -> bool {
         return false;
     }
     true
-}
-
-/// The program's signals go to its own threads, never to the collector's
-/// (whose handlers would run holding the world lock); the suspend signal
-/// still stops it.
-fn block_signals_but_suspend(sig_suspend: i32) {
-    // SAFETY: a sigset_t filled by sigfillset, installed for this thread.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
-        libc::sigdelset(&mut set, sig_suspend);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
 }
 
 /// One concurrent cycle on the background thread, start to end.
@@ -271,7 +260,7 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
             m.recover_overflow(h, pa);
         }
     };
-    let mut report = gc::cycle_with(h, w, me, Release::Paced, workers, &mut finish);
+    let mut report = gc::cycle_with(h, w, me, Release::Paced, workers, true, &mut finish);
     // 6. Writes run at full speed again.
     let _ = t.unprotect(h.arena_lo, used_bytes(h));
     report.start_pause_ns = start_pause_ns;

@@ -36,7 +36,13 @@ pub fn ensure_thread(h: &'static Heap, world: &'static WorldLock<World>) {
     if !h.finq.claim_thread() {
         return;
     }
+    let sig_suspend = h.config.sig_suspend;
     let spawned = std::thread::Builder::new().name("gcpin-finalizer".into()).spawn(move || {
+        // The program's process-directed signals (a timer's SIGALRM) go to its
+        // own threads: a handler that calls gcpin here, while this thread
+        // registers (before its record exists to refuse the call), would wait
+        // for the world lock this thread holds. The suspend signal still stops it.
+        threads::block_signals_but(sig_suspend);
         if threads::register(h, world).is_none() {
             return;
         }

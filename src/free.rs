@@ -51,6 +51,10 @@ pub enum Freed {
 /// this thread to leave), so alloc bits, spans and lists are not swept under us.
 /// The object is allocated (the caller classified the pointer).
 pub fn free(g: &InRuntime, h: &Heap, links: &LinkTable, weak: &WeakTable, s: *mut Span, idx: usize) -> Freed {
+    // The sweep after a concurrent cycle rewrites alloc bits and lists: it
+    // must be done with this span before we change them. The object is live
+    // (the caller found it so, `Heap::object_live`), so the span stays.
+    crate::sweep::ensure_swept(h, s);
     // SAFETY: `s` is an in-use span holding allocated object `idx` (contract).
     let (base, elemsize, spc) = unsafe { ((*s).object_base(idx), (*s).elemsize, (*s).spanclass as usize) };
     {

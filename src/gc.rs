@@ -159,21 +159,27 @@ pub fn cycle(
         // caller's frame; the loader's list is locked around it.
         unsafe { mark::mark(h, m, all, me, sp, loaded, pa, ws) }
     };
-    cycle_with(h, w, me, release, workers, &mut full)
+    cycle_with(h, w, me, release, workers, false, &mut full)
 }
 
-/// Steps 1 to 7 with `mark_step` as the marking.
+/// Steps 1 to 7 with `mark_step` as the marking; with `sweep_running`, the
+/// sweep runs after the restart (see `sweep`), before memory is released.
 pub fn cycle_with(
     h: &'static Runtime,
     w: &mut WorldGuard<'_, World>,
     me: *mut ThreadState,
     release: Release,
     workers: Option<&MarkWorkers>,
+    sweep_running: bool,
     mark_step: &mut MarkStep<'_>,
 ) -> CycleReport {
     // The loader's list stays locked from the snapshot of the loaded objects
     // until the world restarts, so no library is unmapped under the scan.
-    let paused = roots::with_loaded_objects(|loaded| stopped_part(h, w, me, release, loaded, workers, mark_step));
+    let mut paused =
+        roots::with_loaded_objects(|loaded| stopped_part(h, w, me, release, loaded, workers, sweep_running, mark_step));
+    if let Some(high_water) = paused.sweep_below {
+        finish_with_world_running(h, workers, high_water, release, &mut paused);
+    }
     // With the world running again (we still hold the world lock, so no one can
     // stop us while we hold the page lock), release surplus pages in steps of
     // at most 8 MiB so allocating threads wait for the page lock only briefly.
@@ -202,6 +208,64 @@ struct Paused {
     report: CycleReport,
     retain: usize,
     budget: usize,
+    /// The spans are left to sweep with the world running, below this page.
+    sweep_below: Option<usize>,
+}
+
+/// After a cycle whose sweep waits for the restart: sweeps every span on this
+/// thread and the marker threads, then sets the next goal and what to release.
+fn finish_with_world_running(
+    h: &Runtime,
+    workers: Option<&MarkWorkers>,
+    high_water: usize,
+    release: Release,
+    paused: &mut Paused,
+) {
+    let counted_at_pause = h.pacer.heap_live.load(Relaxed);
+    let next = AtomicUsize::new(0);
+    let total = Mutex::new(sweep::SweepReport::default());
+    let part = || {
+        let mut r = sweep::SweepReport::default();
+        loop {
+            let lo = next.fetch_add(SWEEP_CHUNK_PAGES, Relaxed);
+            if lo >= high_water {
+                break;
+            }
+            sweep::sweep_pages_with_world_running(h, lo, (lo + SWEEP_CHUNK_PAGES).min(high_water), &mut r);
+        }
+        total.lock().unwrap_or_else(|e| e.into_inner()).add(&r);
+    };
+    match workers {
+        Some(ws) => ws.run(&|_, _| part(), part),
+        None => part(),
+    }
+    // Spans an explicit free is sweeping on another thread.
+    while h.unswept.load(Acquire) != 0 {
+        std::thread::yield_now();
+    }
+    let mut r = total.into_inner().unwrap_or_else(|e| e.into_inner());
+    let (lb, lo, fs, al) = h.stats.lazy.take();
+    r.add(&sweep::SweepReport {
+        live_bytes: lb,
+        live_objects: lo,
+        freed_spans: fs,
+        finalizers_queued: 0,
+        allocated_since_last: al,
+    });
+    // What was allocated during the sweep is counted towards the next cycle.
+    let since = h.pacer.heap_live.load(Relaxed).saturating_sub(counted_at_pause);
+    let next_gc = h.pacer.end_cycle(r.live_bytes + since);
+    h.stats.total_alloc_swept.fetch_add(r.allocated_since_last as u64, Relaxed);
+    let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
+    paused.retain = pacer::retain_after(pa.in_use * PAGE_SIZE, next_gc);
+    let now = os::nanotime();
+    paused.budget = release_budget(release, now.saturating_sub(pa.scavenged_at_ns));
+    pa.scavenged_at_ns = now;
+    let rep = &mut paused.report;
+    rep.heap_after = pa.in_use * PAGE_SIZE;
+    rep.live_objects = r.live_objects;
+    rep.freed_spans = r.freed_spans;
+    rep.next_gc = next_gc;
 }
 
 /// Steps 2 to 6: stop the world, mark, sweep, pace, restart.
@@ -212,6 +276,7 @@ fn stopped_part(
     release: Release,
     loaded: &roots::LoadedObjects,
     workers: Option<&MarkWorkers>,
+    sweep_running: bool,
     mark_step: &mut MarkStep<'_>,
 ) -> Paused {
     let t0 = os::nanotime();
@@ -235,15 +300,23 @@ fn stopped_part(
         mark_step(marker, &all, me, sp, loaded, &pa, workers);
     });
     h.weak.clear_unmarked(h);
-    let swept = sweep_all(h, &mut pa, workers);
-    let live = swept.live_bytes;
-    let next_gc = h.pacer.end_cycle(live);
+    let sweep_below = sweep_running.then_some(pa.high_water);
+    let swept = if sweep_running {
+        let queued = sweep::begin_with_world_running(h, &h.links, &pa);
+        sweep::SweepReport { finalizers_queued: queued, ..Default::default() }
+    } else {
+        sweep_all(h, &mut pa, workers)
+    };
+    // (A sweep with the world running sets the goal when it is done.)
+    let next_gc = if sweep_running { h.pacer.next_gc.load(Relaxed) } else { h.pacer.end_cycle(swept.live_bytes) };
     // Keep committed what the heap may grow to before the next cycle, plus an
     // eighth; the rest of the free pages go back to the OS after the restart.
     let retain = pacer::retain_after(pa.in_use * PAGE_SIZE, next_gc);
     let now = os::nanotime();
     let budget = release_budget(release, now.saturating_sub(pa.scavenged_at_ns));
-    pa.scavenged_at_ns = now;
+    if !sweep_running {
+        pa.scavenged_at_ns = now;
+    }
     let heap_after = pa.in_use * PAGE_SIZE;
     if cfg!(debug_assertions) {
         h.verify_pages(&pa);
@@ -267,7 +340,7 @@ fn stopped_part(
         start_pause_ns: 0,
         mark_concurrent_ns: 0,
     };
-    Paused { report, retain, budget }
+    Paused { report, retain, budget, sweep_below }
 }
 
 /// Sweeps with the world stopped: the spans' first pass split between this

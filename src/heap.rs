@@ -114,6 +114,12 @@ pub struct Heap {
     /// be freed then (an explicit free leaves a large object's span to the
     /// sweep), since markers may be reading it.
     pub marking_concurrently: std::sync::atomic::AtomicBool,
+    /// The sweep generation [Go: mheap.sweepgen]: raised by 2 at the end of
+    /// a concurrent cycle's final pause, which leaves every span to be swept
+    /// with the world running (see `sweep`); new spans are born swept.
+    pub sweepgen: std::sync::atomic::AtomicU32,
+    /// Spans left to sweep after a concurrent cycle (see `sweep`).
+    pub unswept: AtomicUsize,
 }
 
 // SAFETY: `table` points into a mapping owned by the heap for the life of the
@@ -176,6 +182,8 @@ impl Heap {
             gc_disabled: AtomicUsize::new(0),
             max_heap_bytes: AtomicUsize::new(usize::MAX),
             marking_concurrently: std::sync::atomic::AtomicBool::new(false),
+            sweepgen: std::sync::atomic::AtomicU32::new(0),
+            unswept: AtomicUsize::new(0),
         }
     }
 
@@ -200,6 +208,13 @@ impl Heap {
             return std::ptr::null_mut();
         }
         self.table_entry(off >> PAGE_SHIFT).load(Acquire) as *mut Span
+    }
+
+    /// The span published for page `p` of the arena, or null (any state; see
+    /// `span_of_heap`).
+    #[inline]
+    pub fn span_at_page(&self, p: usize) -> *mut Span {
+        self.table_entry(p).load(Acquire) as *mut Span
     }
 
     /// The in-use span covering `addr`, or null [Go: spanOfHeap].
@@ -233,11 +248,38 @@ impl Heap {
         }
         // SAFETY: an in-use span; its geometry does not change while in use.
         let idx = unsafe { (*s).index_of(ptr) };
-        // SAFETY: as above.
-        if !unsafe { (*s).is_allocated(idx) } {
+        if !self.object_live(s, idx) {
             return Err(FindError::NotAllocated);
         }
         Ok(Target::Object(s, idx))
+    }
+
+    /// Whether object `idx` of in-use span `s` is allocated and stays so: in a
+    /// span left to the sweep after a concurrent cycle, only the objects the
+    /// cycle marked are (the sweep frees the rest); inside the runtime, where
+    /// no cycle starts meanwhile. A span being swept is waited for.
+    pub fn object_live(&self, s: *mut Span, idx: usize) -> bool {
+        let sg = self.sweepgen.load(Acquire);
+        loop {
+            // SAFETY: an in-use span record (type-stable); the mark bytes
+            // and alloc bits are read as atomics.
+            unsafe {
+                let before = (*s).sweepgen.load(Acquire);
+                if before == sg {
+                    return (*s).is_allocated(idx);
+                }
+                if before == sg.wrapping_sub(2) {
+                    let live = (*s).is_allocated(idx) && (*s).is_marked(idx);
+                    // Unchanged meanwhile: no sweeper touched the span.
+                    if (*s).sweepgen.load(Acquire) == before {
+                        return live;
+                    }
+                    continue;
+                }
+            }
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        }
     }
 
     /// Allocates a span of `npages` pages for `spanclass` and publishes it in
@@ -268,10 +310,12 @@ impl Heap {
             drop(pa);
             return give_back(AllocFail::NoMemory);
         };
+        // `s` is a fresh zeroed record only we know of; `marks` is the side
+        // table's part for its pages, cleared by the sweep that freed them.
         let marks = (self.marks + start * (PAGE_SIZE / MARK_GRANULE)) as *const std::sync::atomic::AtomicU8;
-        // SAFETY: `s` is a fresh zeroed record only we know of; `marks` is the
-        // side table's part for its pages, cleared by the sweep that freed them.
-        unsafe { (*s).init(self.arena_lo + start * PAGE_SIZE, npages, spanclass, marks) };
+        let sweepgen = self.sweepgen.load(Acquire);
+        // SAFETY: as above.
+        unsafe { (*s).init(self.arena_lo + start * PAGE_SIZE, npages, spanclass, marks, sweepgen) };
         for p in start..start + npages {
             self.table_entry(p).store(s as usize, Release);
         }

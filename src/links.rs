@@ -239,11 +239,13 @@ fn clear(link: usize, target: &mut usize) {
     *target = 0;
 }
 
-/// Whether the object containing `addr` (in the arena) is allocated.
+/// Whether the object containing `addr` (in the arena) is allocated and
+/// stays so (`Heap::object_live`: a span left to a concurrent cycle's sweep
+/// keeps only its marked objects).
 fn allocated(h: &Heap, addr: usize) -> bool {
     let s = h.span_of_heap(addr);
     // SAFETY: an in-use span's geometry is fixed; the world is stopped.
-    !s.is_null() && unsafe { (*s).is_allocated((*s).index_of(addr)) }
+    !s.is_null() && h.object_live(s, unsafe { (*s).index_of(addr) })
 }
 
 fn allocated_or_outside(h: &Heap, target: usize) -> bool {

@@ -864,7 +864,7 @@ mod tests {
     fn span() -> Box<Span> {
         // SAFETY: all-zero is a valid Span (see span tests).
         let mut s: Box<Span> = unsafe { Box::new(std::mem::zeroed()) };
-        s.init(1 << 30, 1, 2, std::ptr::null()); // class 1: 16-byte objects, 512 of them; never marked
+        s.init(1 << 30, 1, 2, std::ptr::null(), 0); // class 1: 16-byte objects, 512 of them; never marked
         for w in 0..8 {
             s.alloc[w].store(!0, Relaxed);
         }

@@ -77,6 +77,10 @@ pub struct Span {
     /// The span's slot of the heap's mark-byte side table: byte `idx` is
     /// object `idx`'s mark (see the top of this file).
     pub marks: *const AtomicU8,
+    /// Sweep generation [Go: mspan.sweepgen]: equal to the heap's when the
+    /// span is swept, one less while a thread sweeps it, two less when it
+    /// waits for the sweep that follows a concurrent cycle (see `sweep`).
+    pub sweepgen: AtomicU32,
     pub pins: AtomicPtr<PinBits>,
     /// Number of pin-counter specials in `specials`.
     pub pin_counters: AtomicU32,
@@ -226,11 +230,12 @@ impl Span {
 
     /// Initializes a span record for pages `[base, base + npages * PAGE_SIZE)`,
     /// whose mark bytes are at `marks` (the span's slot of the side table:
-    /// `npages * PAGE_SIZE / MARK_GRANULE` bytes, all 0). Called on a zeroed
-    /// record before it is published.
-    pub fn init(&mut self, base: usize, npages: usize, spanclass: u8, marks: *const AtomicU8) {
+    /// `npages * PAGE_SIZE / MARK_GRANULE` bytes, all 0), swept as of heap
+    /// generation `sweepgen`. Called on a zeroed record before it is published.
+    pub fn init(&mut self, base: usize, npages: usize, spanclass: u8, marks: *const AtomicU8, sweepgen: u32) {
         self.base = base;
         self.marks = marks;
+        self.sweepgen.store(sweepgen, Relaxed);
         self.npages = npages;
         self.spanclass = spanclass;
         let class = (spanclass >> 1) as usize;
@@ -304,7 +309,7 @@ mod tests {
         for c in 1..NUM_CLASSES {
             let mut s = blank();
             let npages = sizeclass::CLASS_NPAGES[c] as usize;
-            s.init(1 << 30, npages, (c << 1) as u8, std::ptr::null());
+            s.init(1 << 30, npages, (c << 1) as u8, std::ptr::null(), 0);
             for off in 0..npages * PAGE_SIZE {
                 assert_eq!(s.index_of(s.base + off), off / s.elemsize, "class {c} offset {off}");
             }
@@ -316,7 +321,7 @@ mod tests {
         for c in 1..NUM_CLASSES {
             let mut s = blank();
             let npages = sizeclass::CLASS_NPAGES[c] as usize;
-            s.init(1 << 30, npages, (c << 1) as u8, std::ptr::null());
+            s.init(1 << 30, npages, (c << 1) as u8, std::ptr::null(), 0);
             for i in 0..s.nelems as usize {
                 let b = s.object_base(i);
                 assert_eq!(s.index_of(b), i);
@@ -329,7 +334,7 @@ mod tests {
     #[test]
     fn word_masks_cover_exactly_nelems() {
         let mut s = blank();
-        s.init(1 << 30, 1, (size_to_class(48) << 1) as u8, std::ptr::null()); // 170 objects
+        s.init(1 << 30, 1, (size_to_class(48) << 1) as u8, std::ptr::null(), 0); // 170 objects
         let total: u32 = (0..BITMAP_WORDS).map(|w| s.word_mask(w).count_ones()).sum();
         assert_eq!(total, s.nelems);
         assert_eq!(s.bitmap_words(), 3);
@@ -343,7 +348,7 @@ mod tests {
         }
         let mut s = blank();
         let table = marks();
-        s.init(1 << 30, 1, (size_to_class(48) << 1) as u8, table); // 170 objects
+        s.init(1 << 30, 1, (size_to_class(48) << 1) as u8, table, 0); // 170 objects
         assert!(!s.any_marked());
         for idx in [0, 5, 63, 64, 169] {
             assert!(s.try_mark(idx));

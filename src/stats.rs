@@ -49,6 +49,32 @@ pub struct gc_stats {
     pub mark_concurrent_ns: u64,
 }
 
+/// Counts of a concurrent cycle's sweep done by threads other than the
+/// collector's (explicit frees sweep their span first), summed into the
+/// cycle's at its end.
+pub struct SweptElsewhere {
+    live_bytes: AtomicU64,
+    live_objects: AtomicU64,
+    freed_spans: AtomicU64,
+    allocated: AtomicU64,
+}
+
+impl SweptElsewhere {
+    pub fn add(&self, live_bytes: usize, live_objects: usize, freed_spans: usize, allocated: usize) {
+        self.live_bytes.fetch_add(live_bytes as u64, Relaxed);
+        self.live_objects.fetch_add(live_objects as u64, Relaxed);
+        self.freed_spans.fetch_add(freed_spans as u64, Relaxed);
+        self.allocated.fetch_add(allocated as u64, Relaxed);
+    }
+
+    /// The counts so far, as (live bytes, live objects, freed spans,
+    /// allocated bytes), reset to zero.
+    pub fn take(&self) -> (usize, usize, usize, usize) {
+        let t = |a: &AtomicU64| a.swap(0, Relaxed) as usize;
+        (t(&self.live_bytes), t(&self.live_objects), t(&self.freed_spans), t(&self.allocated))
+    }
+}
+
 pub struct Stats {
     pub num_gc: AtomicU64,
     pub pause_total_ns: AtomicU64,
@@ -57,6 +83,7 @@ pub struct Stats {
     /// Bytes allocated up to the last sweep.
     pub total_alloc_swept: AtomicU64,
     pub mark_concurrent_ns: AtomicU64,
+    pub lazy: SweptElsewhere,
 }
 
 impl Stats {
@@ -68,6 +95,12 @@ impl Stats {
             max_pause_ns: AtomicU64::new(0),
             total_alloc_swept: AtomicU64::new(0),
             mark_concurrent_ns: AtomicU64::new(0),
+            lazy: SweptElsewhere {
+                live_bytes: AtomicU64::new(0),
+                live_objects: AtomicU64::new(0),
+                freed_spans: AtomicU64::new(0),
+                allocated: AtomicU64::new(0),
+            },
         }
     }
 

@@ -112,33 +112,58 @@ pub fn finish(h: &Heap, links: &LinkTable, pa: &mut PageAlloc, r: &mut SweepRepo
 /// # Safety
 /// World stopped; `s` is an in-use span cached by no one.
 unsafe fn sweep_span(h: &Heap, s: *mut Span, r: &mut SweepReport) {
-    // SAFETY: per the contract, we have the span to ourselves.
+    // SAFETY: per the contract.
+    unsafe {
+        queue_specials(h, s, r);
+        convert(s, r);
+    }
+}
+
+/// Step 1 for one span: queues the finalizers of its unmarked objects
+/// (marking them again) and then the cleanups of those still unmarked.
+///
+/// # Safety
+/// World stopped; `s` is an in-use span.
+unsafe fn queue_specials(h: &Heap, s: *mut Span, r: &mut SweepReport) {
+    // SAFETY: per the contract, no other thread touches the span's specials.
     unsafe {
         let list = (*s).specials.get_mut().unwrap_or_else(|e| e.into_inner());
-        if !list.is_empty() {
-            let span = &*s;
-            let mut chain =
-                list.remove_where(|sp| sp.kind == KIND_FINALIZER && !span.is_marked(sp.index as usize), usize::MAX);
-            while !chain.is_null() {
-                let sp = chain;
-                chain = (*sp).next;
-                let idx = (*sp).index as usize;
-                (*sp).obj = (*s).object_base(idx);
-                (*s).set_marked(idx);
-                h.finq.push(sp);
-                r.finalizers_queued += 1;
-            }
-            let span = &*s;
-            let mut chain =
-                list.remove_where(|sp| sp.kind == KIND_CLEANUP && !span.is_marked(sp.index as usize), usize::MAX);
-            while !chain.is_null() {
-                let sp = chain;
-                chain = (*sp).next;
-                (*sp).obj = 0;
-                h.finq.push(sp);
-                r.finalizers_queued += 1;
-            }
+        if list.is_empty() {
+            return;
         }
+        let span = &*s;
+        let mut chain =
+            list.remove_where(|sp| sp.kind == KIND_FINALIZER && !span.is_marked(sp.index as usize), usize::MAX);
+        while !chain.is_null() {
+            let sp = chain;
+            chain = (*sp).next;
+            let idx = (*sp).index as usize;
+            (*sp).obj = (*s).object_base(idx);
+            (*s).set_marked(idx);
+            h.finq.push(sp);
+            r.finalizers_queued += 1;
+        }
+        let span = &*s;
+        let mut chain =
+            list.remove_where(|sp| sp.kind == KIND_CLEANUP && !span.is_marked(sp.index as usize), usize::MAX);
+        while !chain.is_null() {
+            let sp = chain;
+            chain = (*sp).next;
+            (*sp).obj = 0;
+            h.finq.push(sp);
+            r.finalizers_queued += 1;
+        }
+    }
+}
+
+/// Step 2 for one span: its mark bytes become its alloc bits, and are cleared.
+///
+/// # Safety
+/// `s` is an in-use span cached by no one, whose alloc bits no other thread
+/// writes meanwhile (the world is stopped, or we claimed it, see `try_claim`).
+unsafe fn convert(s: *mut Span, r: &mut SweepReport) {
+    // SAFETY: per the contract.
+    unsafe {
         let before = (*s).count_allocated();
         r.allocated_since_last += before.saturating_sub((*s).swept_count as usize) * (*s).elemsize;
         let mut live = 0usize;
@@ -154,5 +179,120 @@ unsafe fn sweep_span(h: &Heap, s: *mut Span, r: &mut SweepReport) {
         (*s).clear_marks();
         r.live_objects += live;
         r.live_bytes += live * (*s).elemsize;
+    }
+}
+
+// ------------------------------------------------ sweeping with the world running
+//
+// After a concurrent cycle the sweep runs with the world started [Go: the
+// background sweeper, mgcsweep.go's sweepone]. The final pause does what
+// needs the marks of every span at once: it empties the partial sets, clears
+// the short links and queues the finalizers and cleanups (step 0 and 1 for
+// every span), then raises the heap's sweep generation by 2 — every in-use
+// span now waits for its sweep — and clears the links of objects the sweep
+// will free (`Heap::object_live` answers for unswept spans from their marks).
+// Then, with the world running, the collector's threads claim spans one by one
+// (`try_claim`: a compare-and-swap of the span's generation from two below
+// the heap's to one below) and sweep them (`sweep_claimed`: step 2, the
+// generation set to the heap's, then the span freed or given to its partial
+// set). A thread that frees an object explicitly sweeps its span first
+// (`ensure_swept`). Unswept spans are in no mcache and no partial set, so no
+// thread allocates from them; the cycle ends, and the next can begin, only
+// when `Heap::unswept` is back to 0.
+
+/// The final pause of a concurrent cycle (world stopped, `pa` locked, marking
+/// done): steps 0 and 1 for every span, which are then left to be swept with
+/// the world running. Returns the count of finalizers and cleanups queued.
+pub fn begin_with_world_running(h: &Heap, links: &LinkTable, pa: &PageAlloc) -> usize {
+    begin(h, links);
+    let mut r = SweepReport::default();
+    let mut spans = 0;
+    // SAFETY: the world is stopped and the page lock held.
+    unsafe {
+        h.for_each_span(pa.high_water, |s| {
+            queue_specials(h, s, &mut r);
+            spans += 1;
+        })
+    };
+    h.unswept.store(spans, Release);
+    h.sweepgen.fetch_add(2, AcqRel);
+    links.clear_freed(h);
+    r.finalizers_queued
+}
+
+/// Claims unswept span `s` for sweeping; false if it is swept or another
+/// thread has it.
+pub fn try_claim(h: &Heap, s: *mut Span) -> bool {
+    let sg = h.sweepgen.load(Acquire);
+    // SAFETY: span records are type-stable; a span two generations behind is
+    // in use until its claimer frees it.
+    unsafe { (*s).sweepgen.compare_exchange(sg.wrapping_sub(2), sg.wrapping_sub(1), AcqRel, Relaxed).is_ok() }
+}
+
+/// Sweeps span `s`, which this thread claimed: step 2, then the span is
+/// marked swept and freed if empty, or given to its partial set if it has a
+/// free slot.
+///
+/// # Safety
+/// `try_claim(h, s)` returned true on this thread.
+pub unsafe fn sweep_claimed(h: &Heap, s: *mut Span, r: &mut SweepReport) {
+    // SAFETY: we claimed the span: no mcache holds it, no partial set has it,
+    // no other thread sweeps it or frees objects in it (`ensure_swept` waits).
+    unsafe {
+        convert(s, r);
+        let (live, nelems, spc) = ((*s).swept_count as usize, (*s).nelems as usize, (*s).spanclass as usize);
+        (*s).sweepgen.store(h.sweepgen.load(Acquire), Release);
+        if live == 0 {
+            let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
+            h.free_span(s, &mut pa);
+            r.freed_spans += 1;
+        } else if live < nelems {
+            h.central[spc].give(s);
+        }
+    }
+    h.unswept.fetch_sub(1, AcqRel);
+}
+
+/// Sweeps the unswept spans that start at pages `[lo, hi)` (below the high
+/// water of the final pause), skipping those another thread has. World
+/// running, the world lock held by the cycle.
+pub fn sweep_pages_with_world_running(h: &Heap, lo: usize, hi: usize, r: &mut SweepReport) {
+    let mut p = lo.max(1);
+    while p < hi {
+        let s = h.span_at_page(p);
+        // Only a claimed span is ours to read further: others may be made or
+        // freed meanwhile, so step one page at a time past them.
+        if s.is_null() || !try_claim(h, s) {
+            p += 1;
+            continue;
+        }
+        // SAFETY: claimed just now; its geometry is fixed while it is ours.
+        let next = unsafe { (((*s).base - h.arena_lo) >> crate::sizeclass::PAGE_SHIFT) + (*s).npages };
+        // SAFETY: claimed.
+        unsafe { sweep_claimed(h, s, r) };
+        p = next;
+    }
+}
+
+/// Makes sure span `s` is swept, sweeping it on this thread if it waits for
+/// its sweep (for an explicit free, which changes alloc bits and lists the
+/// sweep would overwrite). Inside the runtime. Its counts go to the
+/// statistics' share of this cycle's sweep done by other threads.
+pub fn ensure_swept(h: &Heap, s: *mut Span) {
+    loop {
+        let sg = h.sweepgen.load(Acquire);
+        // SAFETY: a type-stable record, read atomically.
+        let ssg = unsafe { (*s).sweepgen.load(Acquire) };
+        if ssg == sg {
+            return;
+        }
+        if ssg == sg.wrapping_sub(2) && try_claim(h, s) {
+            let mut r = SweepReport::default();
+            // SAFETY: claimed just now.
+            unsafe { sweep_claimed(h, s, &mut r) };
+            h.stats.lazy.add(r.live_bytes, r.live_objects, r.freed_spans, r.allocated_since_last);
+            return;
+        }
+        std::thread::yield_now();
     }
 }

@@ -387,6 +387,18 @@ pub fn setup(sig: i32, handler: SuspendHandler) {
     });
 }
 
+/// Blocks every signal but `sig` (the suspend signal) on the calling thread:
+/// for the runtime's own threads, which must not run the program's handlers.
+pub fn block_signals_but(sig: i32) {
+    // SAFETY: a sigset_t filled by sigfillset, installed for this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::sigdelset(&mut set, sig);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Registers the calling thread with heap `h` and the registry behind
 /// `world`. Returns its record, or None when its stack bounds cannot be
 /// determined. `setup` has run.
