@@ -269,6 +269,7 @@ fn finish_with_world_running(
 }
 
 /// Steps 2 to 6: stop the world, mark, sweep, pace, restart.
+#[allow(clippy::too_many_arguments)] // the cycle's state, passed down once
 fn stopped_part(
     h: &Runtime,
     w: &mut WorldGuard<'_, World>,
