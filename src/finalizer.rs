@@ -176,6 +176,7 @@ pub fn swap(
                 (*sp).func = Some(f);
                 (*sp).arg = arg;
                 list.insert(sp);
+                (*s).flag_extras();
             }
         }
     }
@@ -201,6 +202,7 @@ pub fn add_cleanup(h: &Heap, s: *mut Span, idx: usize, f: CleanupFn, arg: *mut l
         (*sp).arg = arg;
         (*sp).id = id;
         list.insert(sp);
+        (*s).flag_extras();
     }
     Ok(id)
 }

@@ -23,7 +23,7 @@
 //!   that can be stopped while holding it), or by the collector while the world
 //!   is stopped.
 
-use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 
 use crate::cleanup::CleanupTable;
@@ -92,6 +92,10 @@ pub struct Heap {
     table: *const AtomicUsize,
     /// The mark-byte side table: `arena_size / MARK_GRANULE` bytes.
     marks: usize,
+    /// One bit per page, set at the first page of a span that has pin bits or
+    /// special records (`Span::flag_extras`) and cleared when it is freed: the
+    /// pauses visit those spans only, not every span.
+    extras: *const AtomicU64,
     pub pages: Mutex<PageAlloc>,
     pub central: [Mcentral; NUM_SPAN_CLASSES],
     pub config: Config,
@@ -120,10 +124,13 @@ pub struct Heap {
     pub sweepgen: std::sync::atomic::AtomicU32,
     /// Spans left to sweep after a concurrent cycle (see `sweep`).
     pub unswept: AtomicUsize,
+    /// In-use spans (changed under the page lock).
+    pub spans_in_use: AtomicUsize,
 }
 
-// SAFETY: `table` points into a mapping owned by the heap for the life of the
-// process; every other field is Sync on its own.
+// SAFETY: `table` and `extras` point into mappings owned by the heap for the
+// life of the process (`extras` is used through atomics); every other field is
+// Sync on its own.
 unsafe impl Sync for Heap {}
 // SAFETY: as above.
 unsafe impl Send for Heap {}
@@ -165,11 +172,15 @@ impl Heap {
             .unwrap_or_else(|| os::throw("cannot reserve the page table")) as *const AtomicUsize;
         let pages = PageAlloc::new(npages).unwrap_or_else(|| os::throw("cannot reserve the page bitmaps"));
         let marks = os::reserve(size / MARK_GRANULE).unwrap_or_else(|| os::throw("cannot reserve the mark bytes"));
+        let extras = os::reserve(npages.div_ceil(64) * 8)
+            .unwrap_or_else(|| os::throw("cannot reserve the bitmap of spans with extras"))
+            as *const AtomicU64;
         Heap {
             arena_lo: lo,
             arena_size: size,
             table,
             marks,
+            extras,
             pages: Mutex::new(pages),
             central: [const { Mcentral::new() }; NUM_SPAN_CLASSES],
             pacer: Pacer::new(config.gc_percent),
@@ -184,6 +195,7 @@ impl Heap {
             marking_concurrently: std::sync::atomic::AtomicBool::new(false),
             sweepgen: std::sync::atomic::AtomicU32::new(0),
             unswept: AtomicUsize::new(0),
+            spans_in_use: AtomicUsize::new(0),
         }
     }
 
@@ -315,10 +327,14 @@ impl Heap {
         let marks = (self.marks + start * (PAGE_SIZE / MARK_GRANULE)) as *const std::sync::atomic::AtomicU8;
         let sweepgen = self.sweepgen.load(Acquire);
         // SAFETY: as above.
-        unsafe { (*s).init(self.arena_lo + start * PAGE_SIZE, npages, spanclass, marks, sweepgen) };
+        unsafe {
+            (*s).init(self.arena_lo + start * PAGE_SIZE, npages, spanclass, marks, sweepgen);
+            (*s).init_extras(self.extras.add(start / 64), 1 << (start % 64));
+        }
         for p in start..start + npages {
             self.table_entry(p).store(s as usize, Release);
         }
+        self.spans_in_use.fetch_add(1, Relaxed);
         drop(pa);
         zero_dirty_pages(self.arena_lo, start, dirty);
         Ok(s)
@@ -340,8 +356,10 @@ impl Heap {
                 self.table_entry(p).store(0, Release);
             }
             (*s).state.store(SPAN_FREE, Release);
+            (*self.extras.add(start / 64)).fetch_and(!(1u64 << (start % 64)), AcqRel);
             crate::span::free_pin_bits(s);
             pa.free(start, npages);
+            self.spans_in_use.fetch_sub(1, Relaxed);
             SPAN_POOL.free(s as *mut u8);
         }
     }
@@ -364,6 +382,29 @@ impl Heap {
             let npages = unsafe { (*s).npages };
             f(s);
             p += npages;
+        }
+    }
+
+    /// Calls `f` on every in-use span below page `high_water` that has pin
+    /// bits or special records (and maybe on some that had them), in address
+    /// order.
+    ///
+    /// # Safety
+    /// As `for_each_span`; `f` must not free spans.
+    pub unsafe fn for_each_span_with_extras(&self, high_water: usize, mut f: impl FnMut(*mut Span)) {
+        for wi in 0..high_water.div_ceil(64) {
+            // SAFETY: wi indexes the bitmap, which covers every page.
+            let mut bits = unsafe { (*self.extras.add(wi)).load(Acquire) };
+            while bits != 0 {
+                let p = wi * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let s = self.span_at_page(p);
+                // SAFETY: spans are not freed meanwhile (the contract); a
+                // bit is set only at a span's first page.
+                if !s.is_null() && unsafe { (*s).in_use() && (*s).base == self.arena_lo + p * PAGE_SIZE } {
+                    f(s);
+                }
+            }
         }
     }
 

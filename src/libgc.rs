@@ -271,7 +271,10 @@ fn malloc_uncollectable(bytes: usize, scan: bool) -> *mut c_void {
         }
         // SAFETY: `s` is in use; its lock guards its specials; a fresh object
         // has no uncollectable mark yet.
-        unsafe { (*s).specials.lock().unwrap_or_else(|e| e.into_inner()).insert(mark) };
+        unsafe {
+            (*s).specials.lock().unwrap_or_else(|e| e.into_inner()).insert(mark);
+            (*s).flag_extras();
+        }
         // SAFETY: as above.
         NON_GC_BYTES.fetch_add(unsafe { (*s).elemsize }, Relaxed);
         true

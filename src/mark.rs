@@ -662,7 +662,7 @@ pub unsafe fn mark_roots(
         if which == Roots::Start {
             return;
         }
-        h.for_each_span(pa.high_water, |s| {
+        h.for_each_span_with_extras(pa.high_water, |s| {
             let noscan = (*s).noscan();
             pinner::for_each_pinned(s, |idx| {
                 if which == Roots::Final && !noscan {

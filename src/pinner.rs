@@ -77,7 +77,10 @@ fn pin_bits(s: *mut Span) -> Result<*mut PinBits, AllocFail> {
             return Err(AllocFail::NoMemory);
         }
         match (*s).pins.compare_exchange(std::ptr::null_mut(), new, AcqRel, Acquire) {
-            Ok(_) => Ok(new),
+            Ok(_) => {
+                (*s).flag_extras();
+                Ok(new)
+            }
             Err(winner) => {
                 pinbits::free(new);
                 Ok(winner)

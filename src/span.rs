@@ -81,6 +81,11 @@ pub struct Span {
     /// span is swept, one less while a thread sweeps it, two less when it
     /// waits for the sweep that follows a concurrent cycle (see `sweep`).
     pub sweepgen: AtomicU32,
+    /// The word of the heap's bitmap of spans with extras (pin bits or
+    /// special records) that holds this span's bit, and the bit: set once by
+    /// `flag_extras`, cleared when the span is freed (see `heap`).
+    pub extras_word: *const AtomicU64,
+    pub extras_bit: u64,
     pub pins: AtomicPtr<PinBits>,
     /// Number of pin-counter specials in `specials`.
     pub pin_counters: AtomicU32,
@@ -208,6 +213,28 @@ impl Span {
         }
     }
 
+    /// Sets where the span's bit in the heap's bitmap of spans with extras
+    /// is (null: no bitmap, as in unit tests of lone spans).
+    pub fn init_extras(&mut self, word: *const AtomicU64, bit: u64) {
+        self.extras_word = word;
+        self.extras_bit = bit;
+    }
+
+    /// Records that the span has pin bits or special records, so that the
+    /// collector's walks over such spans find it (`Heap::for_each_span_with_extras`).
+    #[inline]
+    pub fn flag_extras(&self) {
+        if self.extras_word.is_null() {
+            return;
+        }
+        // SAFETY: the word lies in the heap's bitmap, which lives as long as
+        // the heap; atomics.
+        let w = unsafe { &*self.extras_word };
+        if w.load(Relaxed) & self.extras_bit == 0 {
+            w.fetch_or(self.extras_bit, AcqRel);
+        }
+    }
+
     /// Number of words of the bitmaps that cover `nelems`.
     #[inline]
     pub fn bitmap_words(&self) -> usize {
@@ -233,6 +260,7 @@ impl Span {
     /// `npages * PAGE_SIZE / MARK_GRANULE` bytes, all 0), swept as of heap
     /// generation `sweepgen`. Called on a zeroed record before it is published.
     pub fn init(&mut self, base: usize, npages: usize, spanclass: u8, marks: *const AtomicU8, sweepgen: u32) {
+        self.init_extras(std::ptr::null(), 0);
         self.base = base;
         self.marks = marks;
         self.sweepgen.store(sweepgen, Relaxed);

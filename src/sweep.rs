@@ -206,15 +206,9 @@ unsafe fn convert(s: *mut Span, r: &mut SweepReport) {
 pub fn begin_with_world_running(h: &Heap, links: &LinkTable, pa: &PageAlloc) -> usize {
     begin(h, links);
     let mut r = SweepReport::default();
-    let mut spans = 0;
     // SAFETY: the world is stopped and the page lock held.
-    unsafe {
-        h.for_each_span(pa.high_water, |s| {
-            queue_specials(h, s, &mut r);
-            spans += 1;
-        })
-    };
-    h.unswept.store(spans, Release);
+    unsafe { h.for_each_span_with_extras(pa.high_water, |s| queue_specials(h, s, &mut r)) };
+    h.unswept.store(h.spans_in_use.load(Relaxed), Release);
     h.sweepgen.fetch_add(2, AcqRel);
     links.clear_freed(h);
     r.finalizers_queued
