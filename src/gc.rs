@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering::*;
 use crate::heap::Heap;
 use crate::mark;
 use crate::os;
-use crate::pacer::{self, release_budget, Release};
+use crate::pacer::{self, Release};
 use crate::pinner;
 use crate::roots;
 use crate::runtime::Runtime;
@@ -166,13 +166,18 @@ fn stopped_part(
     h.weak.clear_unmarked(h);
     let swept = sweep::sweep(h, &h.links, &mut pa);
     let live = swept.live_bytes;
-    let next_gc = h.pacer.end_cycle(live);
-    // Keep committed what the heap may grow to before the next cycle, plus an
-    // eighth; the rest of the free pages go back to the OS after the restart.
-    let retain = pacer::retain_after(pa.in_use * PAGE_SIZE, next_gc);
+    // The next trigger, and what to keep committed: the rest of the free
+    // pages go back to the OS after the restart, within the budget.
     let now = os::nanotime();
-    let budget = release_budget(release, now.saturating_sub(pa.scavenged_at_ns));
+    let plan = h.pacer.end_cycle(&pacer::CycleEnd {
+        live,
+        in_use: pa.in_use * PAGE_SIZE,
+        free_held: pa.free_dirty * PAGE_SIZE,
+        release,
+        since_release_ns: now.saturating_sub(pa.scavenged_at_ns),
+    });
     pa.scavenged_at_ns = now;
+    let (next_gc, retain, budget) = (plan.trigger, plan.retain, plan.budget);
     let heap_after = pa.in_use * PAGE_SIZE;
     if cfg!(debug_assertions) {
         h.verify_pages(&pa);
