@@ -11,7 +11,8 @@
 //! 5. kill the weak entries whose object or handle is unmarked (`weak`), and
 //!    sweep (`sweep`): clear short links, free unmarked objects, queue
 //!    finalizers and cleanups, rebuild the central lists, free empty spans;
-//! 6. set the next trigger from the live heap [GOGC] and restart the world;
+//! 6. set the next trigger from the live heap [GOGC] and the free pages held
+//!    (`pacer`), and restart the world;
 //! 7. with the world running but the world lock still held: remove the weak
 //!    and link entries the stop killed, once they are many; give surplus free
 //!    pages back to the OS in 8 MiB steps [scavenger]: all of them after an
