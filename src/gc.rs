@@ -11,7 +11,8 @@
 //! 5. kill the weak entries whose object or handle is unmarked (`weak`), and
 //!    sweep (`sweep`): clear short links, free unmarked objects, queue
 //!    finalizers and cleanups, rebuild the central lists, free empty spans;
-//! 6. set the next trigger from the live heap [GOGC] and restart the world;
+//! 6. set the next trigger from the live heap [GOGC] and the free pages held
+//!    (`pacer`), and restart the world;
 //! 7. with the world running but the world lock still held: remove the weak
 //!    and link entries the stop killed, once they are many; give surplus free
 //!    pages back to the OS in 8 MiB steps [scavenger]: all of them after an
@@ -26,7 +27,7 @@ use std::sync::Mutex;
 use crate::heap::Heap;
 use crate::mark::{self, MarkWorkers, Marker};
 use crate::os;
-use crate::pacer::{self, release_budget, Release};
+use crate::pacer::{self, Release};
 use crate::pagealloc::PageAlloc;
 use crate::pinner;
 use crate::roots;
@@ -202,6 +203,21 @@ pub fn cycle_with(
     CycleReport { released, ..paused.report }
 }
 
+/// Ends the cycle in the pacer: `live` bytes survived; returns the plan
+/// (the next trigger, what to keep committed and release). `pa` locked.
+fn end_cycle(h: &Runtime, pa: &mut PageAlloc, live: usize, release: Release) -> pacer::Plan {
+    let now = os::nanotime();
+    let plan = h.pacer.end_cycle(&pacer::CycleEnd {
+        live,
+        in_use: pa.in_use * PAGE_SIZE,
+        free_held: pa.free_dirty * PAGE_SIZE,
+        release,
+        since_release_ns: now.saturating_sub(pa.scavenged_at_ns),
+    });
+    pa.scavenged_at_ns = now;
+    plan
+}
+
 /// What the stopped part of a cycle leaves for the rest: the report so far,
 /// and how much to release.
 struct Paused {
@@ -254,13 +270,11 @@ fn finish_with_world_running(
     });
     // What was allocated during the sweep is counted towards the next cycle.
     let since = h.pacer.heap_live.load(Relaxed).saturating_sub(counted_at_pause);
-    let next_gc = h.pacer.end_cycle(r.live_bytes + since);
     h.stats.total_alloc_swept.fetch_add(r.allocated_since_last as u64, Relaxed);
     let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
-    paused.retain = pacer::retain_after(pa.in_use * PAGE_SIZE, next_gc);
-    let now = os::nanotime();
-    paused.budget = release_budget(release, now.saturating_sub(pa.scavenged_at_ns));
-    pa.scavenged_at_ns = now;
+    let plan = end_cycle(h, &mut pa, r.live_bytes + since, release);
+    let next_gc = plan.trigger;
+    (paused.retain, paused.budget) = (plan.retain, plan.budget);
     let rep = &mut paused.report;
     rep.heap_after = pa.in_use * PAGE_SIZE;
     rep.live_objects = r.live_objects;
@@ -308,16 +322,15 @@ fn stopped_part(
     } else {
         sweep_all(h, &mut pa, workers)
     };
-    // (A sweep with the world running sets the goal when it is done.)
-    let next_gc = if sweep_running { h.pacer.next_gc.load(Relaxed) } else { h.pacer.end_cycle(swept.live_bytes) };
-    // Keep committed what the heap may grow to before the next cycle, plus an
-    // eighth; the rest of the free pages go back to the OS after the restart.
-    let retain = pacer::retain_after(pa.in_use * PAGE_SIZE, next_gc);
-    let now = os::nanotime();
-    let budget = release_budget(release, now.saturating_sub(pa.scavenged_at_ns));
-    if !sweep_running {
-        pa.scavenged_at_ns = now;
-    }
+    // The next trigger, and what to keep committed: the rest of the free
+    // pages go back to the OS after the restart, within the budget. (A sweep
+    // with the world running plans when it is done.)
+    let (next_gc, retain, budget) = if sweep_running {
+        (h.pacer.next_gc.load(Relaxed), 0, 0)
+    } else {
+        let plan = end_cycle(h, &mut pa, swept.live_bytes, release);
+        (plan.trigger, plan.retain, plan.budget)
+    };
     let heap_after = pa.in_use * PAGE_SIZE;
     if cfg!(debug_assertions) {
         h.verify_pages(&pa);

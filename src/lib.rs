@@ -19,8 +19,9 @@
 //!   slots, in sets whose blocks come from a lock-free pool.
 //! - `alloc` [mallocgc]: size to object, small or large; `free`: libgc's
 //!   explicit free.
-//! - `pacer` [mgcpacer]: the live-heap count, the one goal (`next_gc`), the
-//!   trigger and the pace of releasing memory.
+//! - `pacer` [mgcpacer]: the live-heap count, the goal (GOGC, boosted while
+//!   the heap is being built), the trigger (`next_gc`: the goal, or later
+//!   while surplus free pages are held) and the pace of releasing memory.
 //! - `worldlock`, `threads`, `stopworld`: the fair lock around the registry of
 //!   threads; registration and the in-runtime guard; signal-based
 //!   stop-the-world.

@@ -2,19 +2,47 @@
 //! back to the OS [Go: mgcpacer.go's gcControllerState, written afresh].
 //!
 //! `heap_live` counts the bytes allocated (or reserved by mcaches) since the
-//! last cycle plus what survived it; when it reaches `next_gc` (the goal set by
-//! the last cycle: the live heap grown by `GCPIN_GC_PERCENT`, at least
-//! `MIN_HEAP`) the allocating thread sets `gc_wanted` and collects once it is
-//! outside the runtime. `next_gc` is stored here only; the statistics read it.
+//! last cycle plus what survived it; when it reaches `next_gc` (the trigger
+//! set by the last cycle) the allocating thread sets `gc_wanted` and collects
+//! once it is outside the runtime. `next_gc` is stored here only; the
+//! statistics read it.
 //!
-//! Invariants: `gc_wanted` is set only by an allocation that crossed
-//! `next_gc`, and cleared by the cycle that sets the next goal; `next_gc` is
-//! `usize::MAX` exactly when automatic collection is off.
+//! The trigger after a cycle that left `live` bytes (`Pacer::plan`):
+//! - the goal [GOGC]: `live` grown by `GCPIN_GC_PERCENT`, at least `MIN_HEAP`;
+//! - while the heap is being built: a cycle that found almost nothing to free
+//!   (at least `GROWING_SURVIVAL` of what was allocated since the previous one
+//!   is still live) did no useful work, so the next one waits longer: the
+//!   percentage counts `GROWTH_BOOST` hundredths. A live heap growing from 4 MiB
+//!   to 128 MiB is then marked 4 times instead of 6;
+//! - surplus pages: when the heap holds more committed memory than the goal
+//!   needs (`retain_after`), which happens after the live heap shrank (a
+//!   program drops a 128 MiB tree), the next cycle waits until the free pages
+//!   kept are used, as libgc collects only when its heap is full: collecting
+//!   every `goal - live` bytes inside memory that is resident anyway costs time
+//!   and saves nothing. The surplus goes back to the OS at the paced rate
+//!   (`Release`), and the trigger comes down with it.
+//!
+//! Invariants:
+//! - `gc_wanted` is set only by an allocation that crossed `next_gc`, and
+//!   cleared by the cycle that sets the next trigger;
+//! - `next_gc` is `usize::MAX` exactly when automatic collection is off;
+//!   otherwise it is at least the goal, and above the goal only by free pages
+//!   the heap keeps committed after the cycle's release: the surplus rule
+//!   never makes the heap take memory from the OS;
+//! - `last_live` and the trigger are written only by cycles (world lock held).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 
 /// Minimum heap size before the first automatic collection [Go: heapMinimum].
 pub const MIN_HEAP: usize = 4 << 20;
+
+/// A cycle after which at least this share (in 1/1024) of what was allocated
+/// since the previous cycle is still live found the heap growing: 7/8.
+pub const GROWING_SURVIVAL: usize = 896;
+
+/// How many times the percentage counts for the goal after a cycle that found
+/// the heap growing, in hundredths.
+pub const GROWTH_BOOST: usize = 150;
 
 /// The pace of release after automatic cycles [Go: the background scavenger,
 /// paced to a small share of one CPU]. A heap that swings between cycles keeps
@@ -36,6 +64,35 @@ pub enum Release {
     Paced,
 }
 
+/// What the end of a cycle tells the pacer: the heap it leaves and how much
+/// it may release.
+#[derive(Clone, Copy, Debug)]
+pub struct CycleEnd {
+    /// Bytes in objects that survived.
+    pub live: usize,
+    /// Bytes of pages in spans.
+    pub in_use: usize,
+    /// Bytes of free pages still committed (not given back to the OS).
+    pub free_held: usize,
+    pub release: Release,
+    /// Time since the previous cycle's release.
+    pub since_release_ns: u64,
+}
+
+/// The pacer's answer to a cycle's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The live heap grown by the percentage (boosted while growing).
+    pub goal: usize,
+    /// `next_gc`: the goal, or, when the heap holds surplus pages, the live
+    /// heap plus the free pages kept after this cycle's release.
+    pub trigger: usize,
+    /// Committed bytes (in spans or free) to keep; the rest may go back.
+    pub retain: usize,
+    /// The most this cycle may release.
+    pub budget: usize,
+}
+
 pub struct Pacer {
     /// `GCPIN_GC_PERCENT`; `None`: no automatic collection.
     gc_percent: Option<u64>,
@@ -44,6 +101,10 @@ pub struct Pacer {
     /// Set when an allocation crossed `next_gc`; the allocating thread collects
     /// once it is outside the runtime.
     pub gc_wanted: AtomicBool,
+    /// The live heap the previous cycle left (0 before the first): with
+    /// `heap_live` at the next cycle, how much of what was allocated between
+    /// the two survived.
+    last_live: AtomicUsize,
 }
 
 impl Pacer {
@@ -54,6 +115,7 @@ impl Pacer {
             heap_live: AtomicUsize::new(0),
             next_gc: AtomicUsize::new(first),
             gc_wanted: AtomicBool::new(false),
+            last_live: AtomicUsize::new(0),
         }
     }
 
@@ -79,12 +141,13 @@ impl Pacer {
         self.heap_live.load(Relaxed) >= self.next_gc.load(Relaxed)
     }
 
-    /// The goal after a collection left `live` bytes.
-    pub fn goal_after(&self, live: usize) -> usize {
-        match self.gc_percent {
-            Some(pct) => live.saturating_add(live / 100 * pct as usize).max(MIN_HEAP),
-            None => usize::MAX,
-        }
+    /// The goal after a cycle that left `live` bytes, when `allocated` bytes
+    /// were counted since the previous cycle left `last_live`.
+    pub fn goal_after(&self, live: usize, last_live: usize, allocated: usize) -> usize {
+        let Some(pct) = self.gc_percent else { return usize::MAX };
+        let pct = pct as usize;
+        let pct = if growing(live, last_live, allocated) { pct.saturating_mul(GROWTH_BOOST) / 100 } else { pct };
+        live.saturating_add((live / 100).saturating_mul(pct)).max(MIN_HEAP)
     }
 
     /// A concurrent cycle was asked for: allocation goes on towards a goal
@@ -103,21 +166,49 @@ impl Pacer {
         self.gc_wanted.store(true, Relaxed);
     }
 
-    /// Starts the next cycle's count from `live` bytes; returns its goal.
-    pub fn end_cycle(&self, live: usize) -> usize {
-        let next = self.goal_after(live);
-        self.heap_live.store(live, Relaxed);
-        self.next_gc.store(next, Relaxed);
+    /// The plan after a cycle that ended as `c` says (nothing is stored).
+    pub fn plan(&self, c: &CycleEnd) -> Plan {
+        let last_live = self.last_live.load(Relaxed);
+        let allocated = self.heap_live.load(Relaxed).saturating_sub(last_live);
+        let goal = self.goal_after(c.live, last_live, allocated);
+        let retain = retain_after(c.in_use, goal);
+        let budget = release_budget(c.release, c.since_release_ns);
+        let committed = c.in_use.saturating_add(c.free_held);
+        let released = committed.saturating_sub(retain).min(budget).min(c.free_held);
+        let kept_free = c.free_held - released;
+        let trigger = if goal != usize::MAX && committed - released > retain {
+            goal.max(c.live.saturating_add(kept_free))
+        } else {
+            goal
+        };
+        Plan { goal, trigger, retain, budget }
+    }
+
+    /// Starts the next cycle's count from `c.live` bytes and sets its
+    /// trigger; returns the plan.
+    pub fn end_cycle(&self, c: &CycleEnd) -> Plan {
+        let plan = self.plan(c);
+        self.heap_live.store(c.live, Relaxed);
+        self.last_live.store(c.live, Relaxed);
+        self.next_gc.store(plan.trigger, Relaxed);
         self.gc_wanted.store(false, Relaxed);
-        next
+        plan
     }
 }
 
+/// Whether a cycle that left `live` bytes found the heap growing: of the
+/// `allocated` bytes counted since the previous cycle left `last_live`, at
+/// least `GROWING_SURVIVAL` are still live.
+pub fn growing(live: usize, last_live: usize, allocated: usize) -> bool {
+    let grew = live.saturating_sub(last_live) as u128;
+    allocated > 0 && grew * 1024 >= allocated as u128 * GROWING_SURVIVAL as u128
+}
+
 /// How many bytes of committed memory to keep after a cycle that left
-/// `in_use` bytes of spans and set the goal `next_gc`: what the heap may grow
+/// `in_use` bytes of spans and set the goal `goal`: what the heap may grow
 /// to before the next cycle, plus an eighth.
-pub fn retain_after(in_use: usize, next_gc: usize) -> usize {
-    let target = if next_gc == usize::MAX { in_use } else { next_gc.max(in_use) };
+pub fn retain_after(in_use: usize, goal: usize) -> usize {
+    let target = if goal == usize::MAX { in_use } else { goal.max(in_use) };
     target.saturating_add(target / 8).max(MIN_HEAP)
 }
 
@@ -136,13 +227,20 @@ pub fn release_budget(release: Release, elapsed_ns: u64) -> usize {
 mod tests {
     use super::*;
 
+    const MIB: usize = 1 << 20;
+
+    /// The end of a cycle that left `live` bytes in `in_use` bytes of spans
+    /// and holds `free_held` more, released at the pace, `ms` after the last.
+    fn end(live: usize, in_use: usize, free_held: usize, ms: u64) -> CycleEnd {
+        CycleEnd { live, in_use, free_held, release: Release::Paced, since_release_ns: ms * 1_000_000 }
+    }
+
     #[test]
     fn paced_release_grows_with_the_time_between_cycles() {
-        let mib = 1usize << 20;
         assert_eq!(release_budget(Release::Paced, 0), 0);
         // 5 ms between cycles: 0.32 MiB at 64 MiB/s.
-        assert_eq!(release_budget(Release::Paced, 5_000_000), 64 * mib / 200);
-        assert_eq!(release_budget(Release::Paced, 1_000_000_000), 64 * mib);
+        assert_eq!(release_budget(Release::Paced, 5_000_000), 64 * MIB / 200);
+        assert_eq!(release_budget(Release::Paced, 1_000_000_000), 64 * MIB);
         // A program that collected last long ago may release everything.
         assert_eq!(release_budget(Release::Paced, u64::MAX), (u64::MAX as u128 * (64 << 20) / 1_000_000_000) as usize);
         assert_eq!(release_budget(Release::All, 0), usize::MAX);
@@ -156,18 +254,79 @@ mod tests {
         assert!(!p.gc_wanted.load(Relaxed) && !p.trigger_reached());
         p.note_allocated(16);
         assert!(p.gc_wanted.load(Relaxed) && p.trigger_reached());
-        // 100% over a 10 MiB live heap (the percentage of whole hundredths).
-        assert_eq!(p.end_cycle(10 << 20), (10 << 20) + (10 << 20) / 100 * 100);
+        // 4 MiB allocated, 1 MiB survived: not growing; 100% over the live
+        // heap, but never below the minimum heap.
+        let plan = p.end_cycle(&end(MIB, MIB, 3 * MIB, 0));
+        assert_eq!((plan.goal, plan.trigger), (MIN_HEAP, MIN_HEAP));
         assert!(!p.gc_wanted.load(Relaxed));
-        assert_eq!(p.heap_live.load(Relaxed), 10 << 20);
+        assert_eq!(p.heap_live.load(Relaxed), MIB);
+        // 40 MiB more allocated, 10 MiB live: 100% of whole hundredths.
+        p.note_allocated(40 * MIB);
+        let plan = p.end_cycle(&end(10 * MIB, 10 * MIB, 0, 0));
+        assert_eq!(plan.goal, 10 * MIB + 10 * MIB / 100 * 100);
+        assert_eq!(p.next_gc.load(Relaxed), plan.trigger);
+        assert_eq!(plan.trigger, plan.goal, "no surplus pages: the trigger is the goal");
         p.note_freed(1 << 30);
         assert_eq!(p.heap_live.load(Relaxed), 0, "an explicit free never goes below zero");
-        assert_eq!(Pacer::new(Some(50)).goal_after(1 << 20), MIN_HEAP, "never below the minimum heap");
-        assert_eq!(Pacer::new(Some(50)).goal_after(100 << 20), 150 << 20);
+        assert_eq!(Pacer::new(Some(50)).goal_after(100 * MIB, 0, 0), 150 * MIB);
+        assert_eq!(Pacer::new(Some(u64::MAX)).goal_after(100 * MIB, 0, 0), usize::MAX, "saturates");
         let off = Pacer::new(None);
         off.note_allocated(1 << 40);
         assert!(!off.gc_wanted.load(Relaxed), "GCPIN_GC_PERCENT=off never triggers");
-        assert_eq!(off.end_cycle(1 << 30), usize::MAX);
+        let plan = off.end_cycle(&end(MIB << 10, MIB << 10, 1 << 40, 0));
+        assert_eq!((plan.goal, plan.trigger), (usize::MAX, usize::MAX));
+    }
+
+    #[test]
+    fn a_cycle_that_frees_almost_nothing_boosts_the_next_goal() {
+        let p = Pacer::new(Some(50));
+        // The first cycle: all of the 4 MiB allocated survived.
+        p.note_allocated(4 * MIB);
+        let plan = p.end_cycle(&end(4 * MIB, 4 * MIB, 0, 0));
+        assert_eq!(plan.goal, 4 * MIB + 4 * MIB / 100 * (50 * GROWTH_BOOST / 100));
+        // 8 MiB allocated, exactly 7/8 of it survived: still growing.
+        p.note_allocated(8 * MIB);
+        let plan = p.end_cycle(&end(11 * MIB, 11 * MIB, 0, 0));
+        assert_eq!(plan.goal, 11 * MIB + 11 * MIB / 100 * (50 * GROWTH_BOOST / 100));
+        // 8 MiB allocated, a little less than 7/8 survived: the plain goal.
+        p.note_allocated(8 * MIB);
+        let plan = p.end_cycle(&end(18 * MIB - 16, 18 * MIB, 0, 0));
+        assert_eq!(plan.goal, (18 * MIB - 16) + (18 * MIB - 16) / 100 * 50);
+        // A cycle right after another (gc_collect twice) found nothing to judge.
+        let plan = p.end_cycle(&end(18 * MIB, 18 * MIB, 0, 0));
+        assert_eq!(plan.goal, 18 * MIB + 18 * MIB / 100 * 50);
+        assert!(growing(8, 0, 8) && !growing(8, 8, 0) && !growing(6, 0, 8));
+    }
+
+    #[test]
+    fn surplus_pages_are_used_before_the_next_cycle() {
+        let p = Pacer::new(Some(100));
+        let goal = 8 * MIB + 8 * MIB / 100 * 100;
+        // A 128 MiB tree was dropped: 8 MiB live, 120 MiB of free pages held.
+        p.note_allocated(136 * MIB);
+        let plan = p.end_cycle(&end(8 * MIB, 8 * MIB, 120 * MIB, 0));
+        assert_eq!((plan.goal, plan.retain), (goal, goal + goal / 8));
+        assert_eq!(plan.trigger, 128 * MIB, "every free page held is used first");
+        // Half a second later 32 MiB of them go back: the trigger follows.
+        p.note_allocated(120 * MIB);
+        let plan = p.end_cycle(&end(8 * MIB, 8 * MIB, 120 * MIB, 500));
+        assert_eq!(plan.budget, 32 * MIB);
+        assert_eq!(plan.trigger, 96 * MIB);
+        // After gc_collect everything above what the goal needs goes back,
+        // and the trigger is the goal again (no surplus is left).
+        let all = CycleEnd { release: Release::All, ..end(8 * MIB, 8 * MIB, 88 * MIB, 0) };
+        let plan = p.end_cycle(&all);
+        assert_eq!((plan.goal, plan.trigger), (goal, goal));
+        // Free pages within what the goal needs are no surplus: 40 MiB live
+        // in 44 MiB of spans with 30 MiB free, under the 90 MiB retained.
+        p.note_allocated(80 * MIB);
+        let plan = p.end_cycle(&end(40 * MIB, 44 * MIB, 30 * MIB, 0));
+        assert_eq!(plan.goal, 40 * MIB + 40 * MIB / 100 * 100);
+        assert!(plan.retain > 74 * MIB);
+        assert_eq!(plan.trigger, plan.goal);
+        // One page more than is retained, and the surplus rule applies.
+        let plan = p.plan(&end(40 * MIB, 44 * MIB, plan.retain - 44 * MIB + 8192, 0));
+        assert_eq!(plan.trigger, plan.retain - 4 * MIB + 8192);
     }
 
     #[test]
