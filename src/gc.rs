@@ -215,6 +215,9 @@ fn end_cycle(h: &Runtime, pa: &mut PageAlloc, live: usize, release: Release) -> 
         since_release_ns: now.saturating_sub(pa.scavenged_at_ns),
     });
     pa.scavenged_at_ns = now;
+    if h.config.concurrent {
+        h.pacer.trigger_early(live);
+    }
     plan
 }
 

@@ -105,7 +105,15 @@ pub struct Pacer {
     /// `heap_live` at the next cycle, how much of what was allocated between
     /// the two survived.
     last_live: AtomicUsize,
+    /// With concurrent cycles: the goal the last cycle set, which the next
+    /// one is triggered ahead of (`trigger_early`); 0 when there is none.
+    concurrent_goal: AtomicUsize,
 }
+
+/// With concurrent cycles, a cycle starts when the heap has grown this share
+/// (in %) of the way from the live heap to the goal, so that marking is
+/// (mostly) done when the goal is reached [Go: the trigger ratio].
+pub const CONCURRENT_TRIGGER_PCT: usize = 70;
 
 impl Pacer {
     pub fn new(gc_percent: Option<u64>) -> Pacer {
@@ -116,6 +124,7 @@ impl Pacer {
             next_gc: AtomicUsize::new(first),
             gc_wanted: AtomicBool::new(false),
             last_live: AtomicUsize::new(0),
+            concurrent_goal: AtomicUsize::new(0),
         }
     }
 
@@ -150,13 +159,27 @@ impl Pacer {
         live.saturating_add((live / 100).saturating_mul(pct)).max(MIN_HEAP)
     }
 
-    /// A concurrent cycle was asked for: allocation goes on towards a goal
-    /// half as far again while it runs (past it, allocating threads wait for
-    /// the cycle), on the fast path (`gc_wanted` cleared). The cycle's end
-    /// sets the next goal as usual.
+    /// With concurrent cycles, after a cycle left `live` bytes: the next one
+    /// is asked for `CONCURRENT_TRIGGER_PCT` of the way to the goal set.
+    pub fn trigger_early(&self, live: usize) {
+        let goal = self.next_gc.load(Relaxed);
+        if goal == usize::MAX || goal <= live {
+            return;
+        }
+        self.concurrent_goal.store(goal, Relaxed);
+        self.next_gc.store(live + (goal - live) / 100 * CONCURRENT_TRIGGER_PCT, Relaxed);
+    }
+
+    /// A concurrent cycle was asked for: while it runs, allocation goes on,
+    /// on the fast path (`gc_wanted` cleared), up to twice the goal; past
+    /// that, allocating threads wait for the cycle. Its end sets the next
+    /// trigger as usual.
     pub fn start_concurrent(&self) {
-        let next = self.next_gc.load(Relaxed);
-        self.next_gc.store(next.saturating_add(next / 2), Relaxed);
+        let goal = match self.concurrent_goal.load(Relaxed) {
+            0 => self.next_gc.load(Relaxed),
+            g => g,
+        };
+        self.next_gc.store(goal.saturating_mul(2), Relaxed);
         self.gc_wanted.store(false, Relaxed);
     }
 
@@ -226,6 +249,23 @@ pub fn release_budget(release: Release, elapsed_ns: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_concurrent_cycle_is_asked_for_ahead_of_the_goal_and_runs_on_to_twice_it() {
+        let p = Pacer::new(Some(100));
+        p.next_gc.store(200 << 20, Relaxed);
+        p.trigger_early(100 << 20);
+        let trigger = p.next_gc.load(Relaxed);
+        assert_eq!(trigger, (100 << 20) + (100 << 20) / 100 * CONCURRENT_TRIGGER_PCT);
+        p.note_allocated(trigger);
+        assert!(p.gc_wanted.load(Relaxed));
+        p.start_concurrent();
+        assert!(!p.gc_wanted.load(Relaxed), "the cycle runs while allocation goes on");
+        assert_eq!(p.next_gc.load(Relaxed), 400 << 20, "twice the goal");
+        let off = Pacer::new(None);
+        off.trigger_early(1 << 20);
+        assert_eq!(off.next_gc.load(Relaxed), usize::MAX, "no trigger when collection is off");
+    }
 
     const MIB: usize = 1 << 20;
 
