@@ -52,7 +52,7 @@
 //! request to the end of that cycle; `Heap::marking_concurrently` is set
 //! exactly while markers may run with the world started.
 
-use std::sync::atomic::Ordering::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 
 use crate::gc::{self, CycleReport};
 use crate::mark::{self, MarkWorkers, Marker, Roots};
@@ -68,9 +68,12 @@ use crate::worldlock::WorldGuard;
 use crate::writetrack::WriteTracker;
 
 /// Catch-up passes at most before the final stop.
-const CATCH_UP_PASSES: usize = 4;
+const CATCH_UP_PASSES: usize = 8;
 /// A pass that found fewer written pages than this is the last.
 const FEW_WRITTEN_PAGES: usize = 64;
+/// The final pause takes the written pages this many bytes of the arena at a
+/// time, on every marker thread.
+const WRITTEN_CHUNK: usize = 64 << 20;
 
 /// Whether automatic cycles of this runtime are concurrent.
 fn enabled(h: &Runtime) -> bool {
@@ -209,12 +212,19 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
     let mut tracking_lost = t.protect(h.arena_lo, used).is_err();
     // 2. The short stop.
     let start_pause_ns = roots::with_loaded_objects(|loaded| start_pause(h, w, me, loaded));
-    // 3. Mark with the world running.
+    // 3. Mark with the world running, on every marker thread. (Marking on
+    // this thread alone, to leave the other cores to the program, made the
+    // cycles so long on 2 cores that allocation reached twice the goal and
+    // waited: the longest request of the pause benchmark went from 8-12 ms to
+    // 285-466 ms.)
     h.marking_concurrently.store(true, Release);
     let m = h.marker(w);
     // SAFETY: no span is freed while `marking_concurrently` is set (explicit
     // frees leave spans to the sweep; no sweep runs: we hold the world lock).
-    unsafe { mark::drain_all(h, m, workers, |_| {}) };
+    unsafe {
+        mark::drain_all(h, m, workers, |_| {});
+        mark::mark_pinned_concurrently(h, m, used_bytes(h) / PAGE_SIZE);
+    }
     // 4. Catch-up passes.
     let mut passes = 0;
     while !tracking_lost && passes < CATCH_UP_PASSES {
@@ -234,7 +244,8 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
     h.marking_concurrently.store(false, Release);
     let mark_ns = os::nanotime() - t_start;
     h.stats.mark_concurrent_ns.fetch_add(mark_ns, Relaxed);
-    // 5. The final stop.
+    // 5. The final stop. Every marker takes chunks of the written pages.
+    let lost = AtomicBool::new(tracking_lost);
     let mut finish = |m: &mut Marker,
                       all: &mark::Threads,
                       me: *mut ThreadState,
@@ -242,21 +253,31 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
                       loaded: &LoadedObjects,
                       pa: &PageAlloc,
                       ws: Option<&MarkWorkers>| {
-        if !tracking_lost {
-            let r = t.take_written(h.arena_lo, pa.high_water * PAGE_SIZE, |lo, hi| {
-                // SAFETY: the world is stopped.
-                unsafe { mark::push_written(h, m, lo, hi) };
-            });
-            tracking_lost = r.is_err();
-        }
-        if tracking_lost {
-            // No record of what was written: scan every marked object again.
-            m.overflowed = true;
-        }
+        let end = pa.high_water * PAGE_SIZE;
+        let next = AtomicUsize::new(0);
+        let written = |m: &mut Marker| {
+            while !lost.load(Relaxed) {
+                let off = next.fetch_add(WRITTEN_CHUNK, Relaxed);
+                if off >= end {
+                    break;
+                }
+                let r = t.take_written(h.arena_lo + off, WRITTEN_CHUNK.min(end - off), |lo, hi| {
+                    // SAFETY: the world is stopped.
+                    unsafe { mark::push_written(h, m, lo, hi) };
+                });
+                if r.is_err() {
+                    lost.store(true, Relaxed);
+                }
+            }
+        };
         // SAFETY: `cycle_with` calls this with the world stopped, the page
         // lock held and the loader's list locked.
         unsafe {
-            mark::drain_all(h, m, ws, |m| mark::mark_roots(h, m, all, me, sp, loaded, pa, Roots::Final));
+            mark::drain_all_with(h, m, ws, &written, |m| mark::mark_roots(h, m, all, me, sp, loaded, pa, Roots::Final));
+            if lost.load(Relaxed) {
+                // No record of what was written: scan every marked object again.
+                m.overflowed = true;
+            }
             m.recover_overflow(h, pa);
         }
     };

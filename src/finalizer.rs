@@ -176,7 +176,7 @@ pub fn swap(
                 (*sp).func = Some(f);
                 (*sp).arg = arg;
                 list.insert(sp);
-                (*s).flag_extras();
+                (*s).note_extras();
             }
         }
     }
@@ -202,7 +202,7 @@ pub fn add_cleanup(h: &Heap, s: *mut Span, idx: usize, f: CleanupFn, arg: *mut l
         (*sp).arg = arg;
         (*sp).id = id;
         list.insert(sp);
-        (*s).flag_extras();
+        (*s).note_extras();
     }
     Ok(id)
 }

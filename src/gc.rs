@@ -216,7 +216,7 @@ fn end_cycle(h: &Runtime, pa: &mut PageAlloc, live: usize, release: Release) -> 
     });
     pa.scavenged_at_ns = now;
     if h.config.concurrent {
-        h.pacer.trigger_early(live);
+        h.pacer.trigger_early(live, plan.goal);
     }
     plan
 }
@@ -275,7 +275,9 @@ fn finish_with_world_running(
     let since = h.pacer.heap_live.load(Relaxed).saturating_sub(counted_at_pause);
     h.stats.total_alloc_swept.fetch_add(r.allocated_since_last as u64, Relaxed);
     let mut pa = h.pages.lock().unwrap_or_else(|e| e.into_inner());
-    let plan = end_cycle(h, &mut pa, r.live_bytes + since, release);
+    let plan = end_cycle(h, &mut pa, r.live_bytes, release);
+    // (Counted towards the next trigger, not as live: most of it may be garbage.)
+    h.pacer.note_allocated(since);
     let next_gc = plan.trigger;
     (paused.retain, paused.budget) = (plan.retain, plan.budget);
     let rep = &mut paused.report;

@@ -92,9 +92,13 @@ pub struct Heap {
     table: *const AtomicUsize,
     /// The mark-byte side table: `arena_size / MARK_GRANULE` bytes.
     marks: usize,
-    /// One bit per page, set at the first page of a span that has pin bits or
-    /// special records (`Span::flag_extras`) and cleared when it is freed: the
-    /// pauses visit those spans only, not every span.
+    /// Two bitmaps, interleaved a word of each (`2 i`: pages `64 i ..`, then
+    /// `2 i + 1`): the spans with extras, a bit set at the first page of a span
+    /// that has pin bits or special records (`Span::flag_extras`) and cleared
+    /// when it is freed, so that the pauses visit those spans only, not every
+    /// span; and, for the final pause of a concurrent cycle, the spans whose
+    /// pinned objects the cycle marked and that nobody pinned since
+    /// (`Span::set_walked`, cleared by `Span::note_extras` and at that pause).
     extras: *const AtomicU64,
     pub pages: Mutex<PageAlloc>,
     pub central: [Mcentral; NUM_SPAN_CLASSES],
@@ -172,7 +176,7 @@ impl Heap {
             .unwrap_or_else(|| os::throw("cannot reserve the page table")) as *const AtomicUsize;
         let pages = PageAlloc::new(npages).unwrap_or_else(|| os::throw("cannot reserve the page bitmaps"));
         let marks = os::reserve(size / MARK_GRANULE).unwrap_or_else(|| os::throw("cannot reserve the mark bytes"));
-        let extras = os::reserve(npages.div_ceil(64) * 8)
+        let extras = os::reserve(npages.div_ceil(64) * 16)
             .unwrap_or_else(|| os::throw("cannot reserve the bitmap of spans with extras"))
             as *const AtomicU64;
         Heap {
@@ -329,7 +333,7 @@ impl Heap {
         // SAFETY: as above.
         unsafe {
             (*s).init(self.arena_lo + start * PAGE_SIZE, npages, spanclass, marks, sweepgen);
-            (*s).init_extras(self.extras.add(start / 64), 1 << (start % 64));
+            (*s).init_extras(self.extras.add(2 * (start / 64)), 1 << (start % 64));
         }
         for p in start..start + npages {
             self.table_entry(p).store(s as usize, Release);
@@ -356,7 +360,7 @@ impl Heap {
                 self.table_entry(p).store(0, Release);
             }
             (*s).state.store(SPAN_FREE, Release);
-            (*self.extras.add(start / 64)).fetch_and(!(1u64 << (start % 64)), AcqRel);
+            (*s).unflag_extras();
             crate::span::free_pin_bits(s);
             pa.free(start, npages);
             self.spans_in_use.fetch_sub(1, Relaxed);
@@ -387,14 +391,19 @@ impl Heap {
 
     /// Calls `f` on every in-use span below page `high_water` that has pin
     /// bits or special records (and maybe on some that had them), in address
-    /// order.
+    /// order; with `skip_walked`, not on those a concurrent cycle marked and
+    /// nobody pinned since (see `extras`).
     ///
     /// # Safety
     /// As `for_each_span`; `f` must not free spans.
-    pub unsafe fn for_each_span_with_extras(&self, high_water: usize, mut f: impl FnMut(*mut Span)) {
+    pub unsafe fn for_each_span_with_extras(&self, high_water: usize, skip_walked: bool, mut f: impl FnMut(*mut Span)) {
         for wi in 0..high_water.div_ceil(64) {
-            // SAFETY: wi indexes the bitmap, which covers every page.
-            let mut bits = unsafe { (*self.extras.add(wi)).load(Acquire) };
+            // SAFETY: the bitmaps cover every page.
+            let mut bits = unsafe { (*self.extras.add(2 * wi)).load(SeqCst) };
+            if skip_walked {
+                // SAFETY: as above.
+                bits &= !unsafe { (*self.extras.add(2 * wi + 1)).load(SeqCst) };
+            }
             while bits != 0 {
                 let p = wi * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
@@ -405,6 +414,15 @@ impl Heap {
                     f(s);
                 }
             }
+        }
+    }
+
+    /// Forgets which spans a concurrent cycle walked (see `extras`). World
+    /// stopped.
+    pub fn forget_walked(&self, high_water: usize) {
+        for wi in 0..high_water.div_ceil(64) {
+            // SAFETY: the bitmaps cover every page.
+            unsafe { (*self.extras.add(2 * wi + 1)).store(0, Relaxed) };
         }
     }
 

@@ -273,7 +273,7 @@ fn malloc_uncollectable(bytes: usize, scan: bool) -> *mut c_void {
         // has no uncollectable mark yet.
         unsafe {
             (*s).specials.lock().unwrap_or_else(|e| e.into_inner()).insert(mark);
-            (*s).flag_extras();
+            (*s).note_extras();
         }
         // SAFETY: as above.
         NON_GC_BYTES.fetch_add(unsafe { (*s).elemsize }, Relaxed);

@@ -529,7 +529,24 @@ pub unsafe fn mark(
 /// World stopped, or (a concurrent mark, `concurrent`) the heap's memory may
 /// change under the scan but no span is freed meanwhile.
 pub unsafe fn drain_all(h: &Heap, m: &mut Marker, workers: Option<&MarkWorkers>, roots: impl FnOnce(&mut Marker)) {
+    // SAFETY: the caller's contract.
+    unsafe { drain_all_with(h, m, workers, &|_| {}, roots) }
+}
+
+/// `drain_all`, where every marker, the calling thread's included, first
+/// runs `every` on its own marker (a share of the roots it claims).
+///
+/// # Safety
+/// As `drain_all`.
+pub unsafe fn drain_all_with(
+    h: &Heap,
+    m: &mut Marker,
+    workers: Option<&MarkWorkers>,
+    every: &(dyn Fn(&mut Marker) + Sync),
+    roots: impl FnOnce(&mut Marker),
+) {
     let Some(workers) = workers.filter(|ws| ws.threads() > 0) else {
+        every(m);
         roots(m);
         // SAFETY: the caller's contract.
         unsafe { m.drain(h) };
@@ -540,6 +557,8 @@ pub unsafe fn drain_all(h: &Heap, m: &mut Marker, workers: Option<&MarkWorkers>,
     let overflowed = std::sync::atomic::AtomicBool::new(false);
     let helper = |_: usize, wm: &mut Marker| {
         wm.reset();
+        wm.pool = pool;
+        every(wm);
         // SAFETY: the caller's contract holds until `run` has waited for us.
         unsafe { wm.drain_shared(h, pool) };
         if wm.overflowed {
@@ -548,6 +567,7 @@ pub unsafe fn drain_all(h: &Heap, m: &mut Marker, workers: Option<&MarkWorkers>,
     };
     workers.run(&helper, || {
         m.pool = pool;
+        every(m);
         roots(m);
         // SAFETY: the caller's contract.
         unsafe { m.drain_shared(h, pool) };
@@ -570,6 +590,33 @@ pub enum Roots {
     /// scannable object scanned again even if it is marked, since the kernel
     /// writes into pinned memory without the write tracker seeing it.
     Final,
+}
+
+/// During a concurrent mark, with the world running: marks the pinned objects
+/// of the flagged spans (see `Heap::for_each_span_with_extras`), and marks
+/// the noscan spans without special records walked, so that the final pause
+/// walks only the spans pinned since, those with specials, and scannable ones
+/// (whose pinned objects it scans again: the kernel may have written them).
+/// A pin after that clears the span's walked bit.
+///
+/// # Safety
+/// No span is freed meanwhile (`Heap::marking_concurrently`).
+pub unsafe fn mark_pinned_concurrently(h: &Heap, m: &mut Marker, high_water: usize) {
+    // SAFETY: per the contract, flagged spans stay in use; pin bits are read
+    // as atomics, the specials under their lock.
+    unsafe {
+        h.for_each_span_with_extras(high_water, false, |s| {
+            let plain = (*s).noscan() && (*s).specials.lock().map(|l| l.is_empty()).unwrap_or(false);
+            if plain {
+                (*s).set_walked();
+                // The pin bits are read after the bit is set (see
+                // `Span::note_extras`, which clears it after a pin).
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            }
+            pinner::for_each_pinned(s, |idx| m.mark_object(s, idx));
+            m.drain(h);
+        });
+    }
 }
 
 /// Pushes, for the written pages `[lo, hi)` of a concurrent mark, the part of
@@ -662,7 +709,7 @@ pub unsafe fn mark_roots(
         if which == Roots::Start {
             return;
         }
-        h.for_each_span_with_extras(pa.high_water, |s| {
+        h.for_each_span_with_extras(pa.high_water, which == Roots::Final, |s| {
             let noscan = (*s).noscan();
             pinner::for_each_pinned(s, |idx| {
                 if which == Roots::Final && !noscan {

@@ -159,15 +159,17 @@ impl Pacer {
         live.saturating_add((live / 100).saturating_mul(pct)).max(MIN_HEAP)
     }
 
-    /// With concurrent cycles, after a cycle left `live` bytes: the next one
-    /// is asked for `CONCURRENT_TRIGGER_PCT` of the way to the goal set.
-    pub fn trigger_early(&self, live: usize) {
-        let goal = self.next_gc.load(Relaxed);
+    /// With concurrent cycles, after a cycle left `live` bytes and set `goal`
+    /// (the plain goal, without the surplus pages: a concurrent cycle lets the
+    /// heap run past its trigger anyway): the next cycle is asked for
+    /// `CONCURRENT_TRIGGER_PCT` of the way there, if that is sooner.
+    pub fn trigger_early(&self, live: usize, goal: usize) {
         if goal == usize::MAX || goal <= live {
             return;
         }
         self.concurrent_goal.store(goal, Relaxed);
-        self.next_gc.store(live + (goal - live) / 100 * CONCURRENT_TRIGGER_PCT, Relaxed);
+        let early = live + (goal - live) / 100 * CONCURRENT_TRIGGER_PCT;
+        self.next_gc.fetch_min(early, Relaxed);
     }
 
     /// A concurrent cycle was asked for: while it runs, allocation goes on,
@@ -175,7 +177,10 @@ impl Pacer {
     /// that, allocating threads wait for the cycle. Its end sets the next
     /// trigger as usual.
     pub fn start_concurrent(&self) {
-        let goal = match self.concurrent_goal.load(Relaxed) {
+        // The goal of the last cycle, once: a cycle asked for before the
+        // trigger (GCPIN_STRESS) or after a stop-the-world one goes on to
+        // twice the trigger it found.
+        let goal = match self.concurrent_goal.swap(0, Relaxed) {
             0 => self.next_gc.load(Relaxed),
             g => g,
         };
@@ -253,8 +258,8 @@ mod tests {
     #[test]
     fn a_concurrent_cycle_is_asked_for_ahead_of_the_goal_and_runs_on_to_twice_it() {
         let p = Pacer::new(Some(100));
-        p.next_gc.store(200 << 20, Relaxed);
-        p.trigger_early(100 << 20);
+        p.next_gc.store(300 << 20, Relaxed); // a trigger above the goal (surplus pages)
+        p.trigger_early(100 << 20, 200 << 20);
         let trigger = p.next_gc.load(Relaxed);
         assert_eq!(trigger, (100 << 20) + (100 << 20) / 100 * CONCURRENT_TRIGGER_PCT);
         p.note_allocated(trigger);
@@ -263,7 +268,7 @@ mod tests {
         assert!(!p.gc_wanted.load(Relaxed), "the cycle runs while allocation goes on");
         assert_eq!(p.next_gc.load(Relaxed), 400 << 20, "twice the goal");
         let off = Pacer::new(None);
-        off.trigger_early(1 << 20);
+        off.trigger_early(1 << 20, usize::MAX);
         assert_eq!(off.next_gc.load(Relaxed), usize::MAX, "no trigger when collection is off");
     }
 

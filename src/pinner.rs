@@ -77,10 +77,7 @@ fn pin_bits(s: *mut Span) -> Result<*mut PinBits, AllocFail> {
             return Err(AllocFail::NoMemory);
         }
         match (*s).pins.compare_exchange(std::ptr::null_mut(), new, AcqRel, Acquire) {
-            Ok(_) => {
-                (*s).flag_extras();
-                Ok(new)
-            }
+            Ok(_) => Ok(new),
             Err(winner) => {
                 pinbits::free(new);
                 Ok(winner)
@@ -116,10 +113,13 @@ pub fn for_each_pinned(s: *mut Span, mut f: impl FnMut(usize)) {
 /// interference — is one compare-and-swap, inlined into the caller.
 #[inline]
 pub fn pin_object(s: *mut Span, idx: usize) -> Result<(), AllocFail> {
-    if pin_object_fast(s, idx) {
-        return Ok(());
-    }
-    pin_object_slow(s, idx)
+    let r = if pin_object_fast(s, idx) { Ok(()) } else { pin_object_slow(s, idx) };
+    // The collector's walks over pinned objects visit flagged spans only (and
+    // a concurrent cycle's final pause skips those it walked): see
+    // `Span::note_extras`.
+    // SAFETY: `s` is in use.
+    unsafe { (*s).note_extras() };
+    r
 }
 
 /// The common case of `pin_object`: pin bits present, fewer than two pins, and

@@ -82,8 +82,9 @@ pub struct Span {
     /// waits for the sweep that follows a concurrent cycle (see `sweep`).
     pub sweepgen: AtomicU32,
     /// The word of the heap's bitmap of spans with extras (pin bits or
-    /// special records) that holds this span's bit, and the bit: set once by
-    /// `flag_extras`, cleared when the span is freed (see `heap`).
+    /// special records) that holds this span's bit, and the bit: set by
+    /// `flag_extras`, cleared when the span is freed; the next word holds its
+    /// bit of the walked bitmap (see `heap`).
     pub extras_word: *const AtomicU64,
     pub extras_bit: u64,
     pub pins: AtomicPtr<PinBits>,
@@ -223,15 +224,52 @@ impl Span {
     /// Records that the span has pin bits or special records, so that the
     /// collector's walks over such spans find it (`Heap::for_each_span_with_extras`).
     #[inline]
-    pub fn flag_extras(&self) {
+    fn flag_extras(&self) {
         if self.extras_word.is_null() {
             return;
         }
         // SAFETY: the word lies in the heap's bitmap, which lives as long as
         // the heap; atomics.
         let w = unsafe { &*self.extras_word };
-        if w.load(Relaxed) & self.extras_bit == 0 {
-            w.fetch_or(self.extras_bit, AcqRel);
+        if w.load(SeqCst) & self.extras_bit == 0 {
+            w.fetch_or(self.extras_bit, SeqCst);
+        }
+    }
+
+    /// Clears both of the span's bits (see `heap`'s `extras`): it is freed.
+    pub fn unflag_extras(&self) {
+        if !self.extras_word.is_null() {
+            // SAFETY: as in `flag_extras`; the walked bitmap's word follows.
+            unsafe {
+                (*self.extras_word).fetch_and(!self.extras_bit, SeqCst);
+                (*self.extras_word.add(1)).fetch_and(!self.extras_bit, SeqCst);
+            }
+        }
+    }
+
+    /// A concurrent cycle is about to mark the span's pinned objects: unless
+    /// it is pinned again (`note_extras`), the final pause need not.
+    pub fn set_walked(&self) {
+        if !self.extras_word.is_null() {
+            // SAFETY: as in `unflag_extras`.
+            unsafe { (*self.extras_word.add(1)).fetch_or(self.extras_bit, SeqCst) };
+        }
+    }
+
+    /// An object of the span was pinned, or a special record was added: flags
+    /// the span, and clears its walked bit (after the pin or record is in: a
+    /// concurrent mark sets the bit and then reads the pin bits, so it sees
+    /// the pin or the final pause visits the span).
+    #[inline]
+    pub fn note_extras(&self) {
+        if self.extras_word.is_null() {
+            return;
+        }
+        self.flag_extras();
+        // SAFETY: as in `unflag_extras`.
+        let walked = unsafe { &*self.extras_word.add(1) };
+        if walked.load(SeqCst) & self.extras_bit != 0 {
+            walked.fetch_and(!self.extras_bit, SeqCst);
         }
     }
 

@@ -207,7 +207,9 @@ pub fn begin_with_world_running(h: &Heap, links: &LinkTable, pa: &PageAlloc) -> 
     begin(h, links);
     let mut r = SweepReport::default();
     // SAFETY: the world is stopped and the page lock held.
-    unsafe { h.for_each_span_with_extras(pa.high_water, |s| queue_specials(h, s, &mut r)) };
+    unsafe { h.for_each_span_with_extras(pa.high_water, true, |s| queue_specials(h, s, &mut r)) };
+    // (Walked spans have no specials.) The next cycle walks afresh.
+    h.forget_walked(pa.high_water);
     h.unswept.store(h.spans_in_use.load(Relaxed), Release);
     h.sweepgen.fetch_add(2, AcqRel);
     links.clear_freed(h);
