@@ -3,11 +3,13 @@
 #   make            the library: target/release/libgcpin.{so,a} and include/gcpin.h, and
 #                   target/release/libgc.so.1 (libgc's ABI, for binaries built for libgc)
 #   make demo       builds everything and runs the demo
-#   make test       cargo fmt --check, cargo clippy, cargo test + every C test in c-tests/ (twice: normally and under
-#                   GCPIN_STRESS=$(STRESS_N)) + the libgc drop-in checks (w3m on libgc
-#                   and on gcpin's libgc.so.1); ends with one "N passed, N failed" line
-#   make stress     the long runs: the C suite with a collection at every allocation,
-#                   the model test with 10^6 operations (scripts/stress.sh)
+#   make test       cargo fmt --check, cargo clippy, cargo test + every C test in c-tests/ (three
+#                   times: normally, under GCPIN_STRESS=$(STRESS_N), and under GCPIN_CONCURRENT=1,
+#                   where automatic cycles mark concurrently) + the libgc drop-in checks (w3m on
+#                   libgc and on gcpin's libgc.so.1); ends with one "N passed, N failed" line
+#   make stress     the long runs: the C suite with a collection at every allocation (also
+#                   with GCPIN_CONCURRENT=1), the model test with 10^6 operations (also with
+#                   GCPIN_CONCURRENT=1) (scripts/stress.sh)
 #   make examples   builds examples/*.c into build/examples/
 #   make bench      benchmarks (writes BENCHMARKS.md)
 #   make valgrind   C tests under valgrind; make sanitizers: Rust tests under Miri, ASan (not in make test)
@@ -112,7 +114,7 @@ c-tests: lib
 examples: lib
 	@$(MAKE) --no-print-directory $(EXAMPLES)
 
-# The total: cargo test's "test result:" lines plus both C passes. A cargo test that
+# The total: cargo test's "test result:" lines plus the three C passes. A cargo test that
 # fails without a result line (a build error) counts as one failure.
 # cargo fmt --check and cargo clippy --all-targets -D warnings: one pass or one
 # failure each in make test's total.
@@ -135,6 +137,8 @@ test: deps lib header-check c-tests
 	bash scripts/run-c-tests.sh --label c-tests --counts build/c-tests.counts $(C_TESTS) || rc=1; \
 	GCPIN_STRESS=$(STRESS_N) bash scripts/run-c-tests.sh --label "c-tests under GCPIN_STRESS=$(STRESS_N)" \
 	    --counts build/c-tests-stress.counts $(C_TESTS) || rc=1; \
+	GCPIN_CONCURRENT=1 bash scripts/run-c-tests.sh --label "c-tests under GCPIN_CONCURRENT=1 (concurrent marking)" \
+	    --counts build/c-tests-concurrent.counts $(C_TESTS) || rc=1; \
 	echo "== libgc drop-in (w3m on libgc and on gcpin, symbols, install, pkg-config)"; \
 	rm -f build/libgc-dropin.counts; \
 	bash scripts/libgc-dropin-test.sh --counts build/libgc-dropin.counts >build/libgc-dropin.log; drc=$$?; \
@@ -142,7 +146,8 @@ test: deps lib header-check c-tests
 	[ -s build/libgc-dropin.counts ] || { echo "  libgc-dropin: FAIL (no summary)"; echo "0 1" >build/libgc-dropin.counts; }; \
 	read -r p1 f1 < build/c-tests.counts; read -r p2 f2 < build/c-tests-stress.counts; \
 	read -r p3 f3 < build/libgc-dropin.counts; read -r p4 f4 < build/lint.counts; \
-	echo "$$((cp + p1 + p2 + p3 + p4)) passed, $$((cf + f1 + f2 + f3 + f4)) failed"; \
+	read -r p5 f5 < build/c-tests-concurrent.counts; \
+	echo "$$((cp + p1 + p2 + p3 + p4 + p5)) passed, $$((cf + f1 + f2 + f3 + f4 + f5)) failed"; \
 	exit $$rc
 
 stress: deps lib c-tests

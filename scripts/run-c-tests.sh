@@ -29,7 +29,7 @@ failed=0
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
-echo "== $label: $# binaries${GCPIN_STRESS:+ (GCPIN_STRESS=$GCPIN_STRESS)}"
+echo "== $label: $# binaries${GCPIN_STRESS:+ (GCPIN_STRESS=$GCPIN_STRESS)}${GCPIN_CONCURRENT:+ (GCPIN_CONCURRENT=$GCPIN_CONCURRENT)}"
 for bin in "$@"; do
     name=$(basename "$bin")
     start=$(date +%s.%N)

@@ -4,8 +4,12 @@
 #
 #   1. every C test with a collection at every allocation (GCPIN_STRESS=1); the
 #      heavy workloads shrink by 100 there (check_size in c-tests/check.h);
-#   2. the random-operation model test with 10^6 operations per test (1 and 4
-#      threads), once normally and once under GCPIN_STRESS=50;
+#   2. the same with concurrent marking (GCPIN_CONCURRENT=1 GCPIN_STRESS=1):
+#      every allocation asks for a concurrent cycle, which starts as soon as
+#      the one running has ended;
+#   3. the random-operation model test with 10^6 operations per test (1 and 4
+#      threads), once normally, once under GCPIN_STRESS=50, and once under
+#      GCPIN_CONCURRENT=1;
 #
 # Prints each pass's results and ends with one line "N passed, N failed";
 # exits non-zero on any failure. GCPIN_MODEL_SEED fixes the model's seed
@@ -35,10 +39,13 @@ pass() { # pass <label> <env...> -- <binaries...>
 
 start=$(date +%s)
 pass "stress: GCPIN_STRESS=1" GCPIN_STRESS=1 CHECK_TIMEOUT=900 -- "${tests[@]}"
+pass "stress: GCPIN_CONCURRENT=1 GCPIN_STRESS=1" GCPIN_CONCURRENT=1 GCPIN_STRESS=1 CHECK_TIMEOUT=900 -- "${tests[@]}"
 pass "stress: model test, $model_ops ops" GCPIN_MODEL_OPS="$model_ops" CHECK_TIMEOUT=900 \
     -- build/c-tests/test_model
 pass "stress: model test, $((model_ops / 5)) ops under GCPIN_STRESS=50" \
     GCPIN_MODEL_OPS="$((model_ops / 5))" GCPIN_STRESS=50 CHECK_TIMEOUT=900 -- build/c-tests/test_model
+pass "stress: model test, $model_ops ops under GCPIN_CONCURRENT=1" GCPIN_MODEL_OPS="$model_ops" GCPIN_CONCURRENT=1 \
+    CHECK_TIMEOUT=900 -- build/c-tests/test_model
 echo "== stress: $(( $(date +%s) - start )) s"
 echo "$total_p passed, $total_f failed"
 exit $rc
