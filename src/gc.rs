@@ -241,28 +241,12 @@ fn finish_with_world_running(
     paused: &mut Paused,
 ) {
     let counted_at_pause = h.pacer.heap_live.load(Relaxed);
-    let next = AtomicUsize::new(0);
-    let total = Mutex::new(sweep::SweepReport::default());
-    let part = || {
-        let mut r = sweep::SweepReport::default();
-        loop {
-            let lo = next.fetch_add(SWEEP_CHUNK_PAGES, Relaxed);
-            if lo >= high_water {
-                break;
-            }
-            sweep::sweep_pages_with_world_running(h, lo, (lo + SWEEP_CHUNK_PAGES).min(high_water), &mut r);
-        }
-        total.lock().unwrap_or_else(|e| e.into_inner()).add(&r);
-    };
-    match workers {
-        Some(ws) => ws.run(&|_, _| part(), part),
-        None => part(),
-    }
+    let r = in_page_chunks(workers, high_water, &|lo, hi, r| sweep::sweep_pages_with_world_running(h, lo, hi, r));
     // Spans an explicit free is sweeping on another thread.
     while h.unswept.load(Acquire) != 0 {
         std::thread::yield_now();
     }
-    let mut r = total.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut r = r;
     let (lb, lo, fs, al) = h.stats.lazy.take();
     r.add(&sweep::SweepReport {
         live_bytes: lb,
@@ -366,29 +350,41 @@ fn stopped_part(
 /// thread and the marker threads, a chunk of pages at a time, then the lists.
 fn sweep_all(h: &Runtime, pa: &mut PageAlloc, workers: Option<&MarkWorkers>) -> sweep::SweepReport {
     sweep::begin(h, &h.links);
-    let high_water = pa.high_water;
+    let mut r = in_page_chunks(workers, pa.high_water, &|lo, hi, r| {
+        // SAFETY: the world is stopped, every mcache emptied and `begin`
+        // done; each chunk of pages is claimed by one thread.
+        unsafe { sweep::sweep_pages(h, lo, hi, r) }
+    });
+    sweep::finish(h, &h.links, pa, &mut r);
+    r
+}
+
+/// Runs `part(lo, hi, report)` over the pages below `high_water`, a chunk at
+/// a time, on this thread and the marker threads; returns the sum of the
+/// reports.
+fn in_page_chunks(
+    workers: Option<&MarkWorkers>,
+    high_water: usize,
+    part: &(dyn Fn(usize, usize, &mut sweep::SweepReport) + Sync),
+) -> sweep::SweepReport {
     let next = AtomicUsize::new(0);
     let total = Mutex::new(sweep::SweepReport::default());
-    let part = || {
+    let run = || {
         let mut r = sweep::SweepReport::default();
         loop {
             let lo = next.fetch_add(SWEEP_CHUNK_PAGES, Relaxed);
             if lo >= high_water {
                 break;
             }
-            // SAFETY: the world is stopped, every mcache emptied and `begin`
-            // done; each chunk of pages is claimed by one thread.
-            unsafe { sweep::sweep_pages(h, lo, (lo + SWEEP_CHUNK_PAGES).min(high_water), &mut r) };
+            part(lo, (lo + SWEEP_CHUNK_PAGES).min(high_water), &mut r);
         }
         total.lock().unwrap_or_else(|e| e.into_inner()).add(&r);
     };
     match workers {
-        Some(ws) => ws.run(&|_, _| part(), part),
-        None => part(),
+        Some(ws) => ws.run(&|_, _| run(), run),
+        None => run(),
     }
-    let mut r = total.into_inner().unwrap_or_else(|e| e.into_inner());
-    sweep::finish(h, &h.links, pa, &mut r);
-    r
+    total.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn after_cycle(h: &'static Runtime, r: &CycleReport) {
