@@ -6,6 +6,8 @@
  * interrupted its thread outside gcpin is served normally. */
 #include "check.h"
 
+#include <sched.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 
 static atomic_long served, refused, wrong;
@@ -119,6 +121,67 @@ TEST_TIMEOUT(stats_and_verify_from_a_handler_while_its_thread_collects, 60) {
             atomic_load(&collect_refused));
     CHECK_GT(atomic_load(&collect_served) + atomic_load(&collect_refused), 100);
     CHECK_STATUS(gc_verify_heap(), GC_OK);
+}
+
+/* A thread's first gcpin call registers it, which waits for the world lock
+ * while a collection holds it; a handler that interrupts that wait and calls
+ * gcpin must neither register the thread a second time (behind its own
+ * ticket for the lock: it would wait for ever) nor be refused for good: it is
+ * served once the thread is registered. The collection is held from its start
+ * callback (libgc's GC_set_start_callback, which libgcpin exports) until the
+ * new thread waits in the kernel and has been signalled. */
+void GC_set_start_callback(void (*fn)(void));
+
+static atomic_int reg_armed, reg_go, reg_done, reg_handler_served, reg_handler_refused;
+static atomic_long reg_tid;
+static pthread_t reg_thread;
+
+static void alloc_once_in_handler(int sig) {
+    (void)sig;
+    int saved = errno;
+    errno = 0;
+    void *p = gc_alloc(48);
+    if (p != NULL)
+        atomic_fetch_add(&reg_handler_served, 1);
+    else if (errno == EDEADLK)
+        atomic_fetch_add(&reg_handler_refused, 1);
+    errno = saved;
+}
+
+static void *first_call_thread(void *arg) {
+    (void)arg;
+    atomic_store(&reg_tid, (long)syscall(SYS_gettid));
+    while (!atomic_load(&reg_go)) sched_yield();
+    escape(gc_alloc(64)); /* registers: waits for the world lock */
+    atomic_store(&reg_done, 1);
+    return NULL;
+}
+
+/* On the collecting thread, with the world lock held. */
+static void hold_collection_until_signalled(void) {
+    if (!atomic_exchange(&reg_armed, 0)) return;
+    atomic_store(&reg_go, 1);
+    double end = check_now() + 5;
+    while (thread_syscall(atomic_load(&reg_tid)) != SYS_futex && check_now() < end) sched_yield();
+    sleep_ms(5); /* well inside the wait */
+    pthread_kill(reg_thread, SIGUSR2);
+    sleep_ms(20); /* time for a handler to run (and, before the fix, to hang) */
+}
+
+TEST_TIMEOUT(a_handler_that_interrupts_the_first_call_waiting_to_register_is_served_after_it, 60) {
+    on_signal(SIGUSR2, alloc_once_in_handler, SA_RESTART);
+    escape(gc_alloc(64));
+    start_thread(&reg_thread, first_call_thread, NULL);
+    while (atomic_load(&reg_tid) == 0) sched_yield();
+    GC_set_start_callback(hold_collection_until_signalled);
+    atomic_store(&reg_armed, 1);
+    gc_collect();
+    GC_set_start_callback(NULL);
+    CHECK_EQ(atomic_load(&reg_armed), 0);
+    CHECKF(await_int(&reg_done, 1, 10), "the thread never finished its first gcpin call (deadlocked registering)");
+    CHECK_EQ(atomic_load(&reg_handler_served), 1);
+    CHECK_EQ(atomic_load(&reg_handler_refused), 0);
+    if (atomic_load(&reg_done)) pthread_join(reg_thread, NULL);
 }
 
 /* The status has its own text. */

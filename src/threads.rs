@@ -408,6 +408,12 @@ pub fn register(h: &'static Heap, world: &'static WorldLock<World>) -> Option<*m
         return Some(t);
     }
     debug_assert!(SETUP.is_completed());
+    // The program's signals wait until the thread is registered: a handler
+    // that called gcpin meanwhile would find it unregistered and register it
+    // again, behind its own ticket for the world lock, which it would then
+    // wait for for ever. (The suspend signal is not sent to a thread outside
+    // the registry; faults stay deliverable.)
+    let _held = HeldSignals::new();
     let (lo, hi) = stack_bounds()?;
     let ts = Box::into_raw(Box::new(ThreadState {
         in_runtime: AtomicBool::new(false),
@@ -443,6 +449,34 @@ pub fn register(h: &'static Heap, world: &'static WorldLock<World>) -> Option<*m
     // SAFETY: the key was created in setup; the value is our record.
     unsafe { libc::pthread_setspecific(THREAD_KEY, ts as *const libc::c_void) };
     Some(ts)
+}
+
+/// The calling thread's signals, but the suspend signal and the faults,
+/// blocked until the value is dropped, which restores the mask it found.
+struct HeldSignals(libc::sigset_t);
+
+impl HeldSignals {
+    fn new() -> HeldSignals {
+        // SAFETY: signal sets on our stack; changes only this thread's mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut set);
+            libc::sigdelset(&mut set, SIG_SUSPEND);
+            for sync_sig in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP, libc::SIGABRT] {
+                libc::sigdelset(&mut set, sync_sig);
+            }
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            HeldSignals(old)
+        }
+    }
+}
+
+impl Drop for HeldSignals {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask `new` saved, for this thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
 }
 
 /// Unregisters `ts`, the calling thread's record: its cached spans go back to the
