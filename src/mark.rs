@@ -301,7 +301,12 @@ impl Marker {
         // back over the original before anyone else can see it.
         unsafe {
             let mut local = std::ptr::read(self);
-            local.drain_here(h);
+            // Two copies of the loop: one that never looks at the pool.
+            if local.pool.is_null() {
+                local.drain_here::<false>(h);
+            } else {
+                local.drain_here::<true>(h);
+            }
             std::ptr::write(self, local);
         }
     }
@@ -311,7 +316,7 @@ impl Marker {
     /// # Safety
     /// As `drain`.
     #[inline(always)]
-    unsafe fn drain_here(&mut self, h: &Heap) {
+    unsafe fn drain_here<const SHARING: bool>(&mut self, h: &Heap) {
         const FIFO: usize = 16;
         let mut fifo = [(0usize, 0usize); FIFO];
         let (mut head, mut count) = (0usize, 0usize);
@@ -320,7 +325,7 @@ impl Marker {
             // scan (or of the roots before the first), before any pop.
             self.high_water = self.high_water.max(self.len);
             // SAFETY: a non-null pool is live for the whole marking phase.
-            if gcwork::someone_hungry() && !self.pool.is_null() && unsafe { (*self.pool).hungry() } {
+            if SHARING && gcwork::someone_hungry() && unsafe { (*self.pool).hungry() } {
                 // SAFETY: as above.
                 unsafe { self.share() };
             }
