@@ -49,8 +49,10 @@
  * on a kernel that has the tracker. CHECK_TIMES=1 also prints each I/O
  * test's figures (rounds, overlapping rounds, cycles, marking time).
  *
- * Last, the trace of concurrent cycles (GCPIN_TRACE=1), gc_collect() staying
- * stop-the-world, and the fallback when a seccomp filter hides userfaultfd. */
+ * Then objects freed explicitly (GC_free) during a concurrent mark, after the
+ * mark reached them, stay freed; last, the trace of concurrent cycles
+ * (GCPIN_TRACE=1), gc_collect() staying stop-the-world, and the fallback when a
+ * seccomp filter hides userfaultfd. */
 #include "check.h"
 
 #include <liburing.h>
@@ -243,6 +245,7 @@ static const char *const spot_name[NSPOTS] = {
 /* What the program reaches: the first fields are scanned first (an object is
  * scanned from its last word, the mark stack is LIFO), the list last. */
 struct registry {
+    void **victims;                   /* objects to free during a mark (see its test) */
     void *reach[NSPOTS];              /* the reachable holders (NULL for the others) */
     unsigned char *bytes[NBYTES];     /* noscan buffers, merely reachable */
     struct node *list;
@@ -785,6 +788,81 @@ TEST_TIMEOUT(read_puts_bytes_into_pinned_and_reachable_noscan_buffers_during_con
 TEST_TIMEOUT(every_kind_of_kernel_write_interleaved_during_concurrent_marking, 60) {
     io_test("every_kind_of_kernel_write_interleaved_during_concurrent_marking",
             K_READ | K_READV | K_URING | K_FIXED | K_BYTES);
+}
+
+/* ---------------------------------------------------------------------------
+ * An explicit free (libgc's GC_free, which libgcpin exports) during a
+ * concurrent mark, of objects the mark has already reached: the sweep that
+ * ends the cycle must not make them allocated again. */
+void GC_free(void *p);
+void *GC_base(void *p);
+
+enum { NVICTIMS = 1000 };
+
+static NOINLINE void make_victims(void) {
+    for (int i = 0; i < NVICTIMS; i++) {
+        reg->victims[i] = gc_alloc(48);
+        REQUIRE(reg->victims[i] != NULL);
+    }
+}
+
+/* Frees every victim, keeping their addresses only hidden in `hidden`. */
+static NOINLINE void free_victims(uintptr_t *hidden) {
+    for (int i = 0; i < NVICTIMS; i++) {
+        hidden[i] = HIDE(reg->victims[i]);
+        GC_free(reg->victims[i]);
+        reg->victims[i] = NULL;
+    }
+}
+
+/* Allocates garbage until the probe page is protected (a concurrent cycle
+ * has begun) or `seconds` pass. */
+static bool garbage_until_protected(double seconds) {
+    double end = check_now() + seconds;
+    while (!heap_protected()) {
+        if (check_now() > end) return false;
+        garbage();
+    }
+    return true;
+}
+
+TEST_TIMEOUT(objects_freed_explicitly_during_a_concurrent_mark_stay_freed, 60) {
+    maybe_hide_tracker();
+    REQUIRE(setenv("GCPIN_CONCURRENT", "1", 1) == 0);
+    build_heap();
+    char why[160];
+    if (tracker_missing(why, sizeof why)) {
+        fprintf(stderr, "SKIP objects_freed_explicitly_during_a_concurrent_mark_stay_freed: the kernel has no "
+                        "write tracker here (%s)\n", why);
+        return;
+    }
+    reg->victims = gc_alloc(NVICTIMS * sizeof(void *));
+    REQUIRE(reg->victims != NULL);
+    static uintptr_t hidden[NVICTIMS];
+    int tried = 0;
+    for (int attempt = 0; attempt < 10 && tried < 3; attempt++) {
+        /* Between cycles: victims the next cycle reaches first (the first
+         * field of `reg`). */
+        double end = check_now() + 5;
+        while (heap_protected() && check_now() < end) sleep_ms(1);
+        make_victims();
+        if (!garbage_until_protected(5)) break;
+        sleep_ms(3); /* the mark is past the victims now (it reaches them first) */
+        free_victims(hidden);
+        if (!heap_protected()) continue; /* the cycle ended first: try again */
+        tried++;
+        end = check_now() + 5;
+        while (heap_protected() && check_now() < end) sleep_ms(1);
+        int kept = 0;
+        for (int i = 0; i < NVICTIMS; i++) kept += GC_base(UNHIDE(hidden[i])) != NULL;
+        CHECKF(kept == 0, "%d of %d objects freed during a concurrent mark are allocated after its sweep", kept,
+               NVICTIMS);
+    }
+    if (tried == 0)
+        fprintf(stderr, "SKIP objects_freed_explicitly_during_a_concurrent_mark_stay_freed: no free landed inside a "
+                        "concurrent mark (the heap is small: marks are short)\n");
+    CHECK_STATUS(gc_verify_heap(), GC_OK);
+    pinner_unpin(&pins);
 }
 
 /* ---------------------------------------------------------------------------

@@ -13,8 +13,10 @@
 //!    runs after the finalizer, once the object is unreachable again) moves to
 //!    the queue too, without its object (`obj` 0): the object is freed now, and
 //!    only the cleanup's argument stays alive;
-//! 2. the alloc bits become the mark bits: unmarked objects are free. Pinned
-//!    objects were marked as roots, so they are never freed;
+//! 2. the alloc bits become the mark bits (of objects still allocated: a
+//!    concurrent mark may have reached one the program freed explicitly
+//!    afterwards): unmarked objects are free. Pinned objects were marked as
+//!    roots, so they are never freed;
 //! 3. a span with no object left goes back to the page heap; one with a free
 //!    slot goes to its mcentral's partial set;
 //! 4. long disappearing links whose object was freed are cleared, and links
@@ -168,7 +170,9 @@ unsafe fn convert(s: *mut Span, r: &mut SweepReport) {
         r.allocated_since_last += before.saturating_sub((*s).swept_count as usize) * (*s).elemsize;
         let mut live = 0usize;
         for w in 0..(*s).bitmap_words() {
-            let m = (*s).mark_word(w);
+            // Marked and still allocated: an object a concurrent mark reached
+            // before the program freed it explicitly (`free`) stays free.
+            let m = (*s).mark_word(w) & (*s).alloc[w].load(Relaxed);
             (*s).alloc[w].store(m, Relaxed);
             live += m.count_ones() as usize;
         }
