@@ -123,7 +123,9 @@ pub fn pin_object(s: *mut Span, idx: usize) -> Result<(), AllocFail> {
 }
 
 /// The common case of `pin_object`: pin bits present, fewer than two pins, and
-/// the compare-and-swap succeeds. False (nothing changed) otherwise.
+/// the compare-and-swap succeeds. False (nothing changed) otherwise. A caller
+/// that pins with it alone must call `Span::note_extras` afterwards, as
+/// `pin_object` does.
 #[inline(always)]
 fn pin_object_fast(s: *mut Span, idx: usize) -> bool {
     // SAFETY: `s` is in use; a non-null `pins` is its live pin-bit array.
@@ -620,6 +622,8 @@ pub fn pin_one_fast(g: &InRuntime, h: &Heap, p: &mut gc_pinner, ptr: usize) -> b
         if len == (*inner).cap() || !pin_object_fast(s, idx) {
             return false;
         }
+        // As `pin_object` does after a pin.
+        (*s).note_extras();
         *(*inner).refs().add(len) = pack_ref(s, idx);
         (*inner).len += 1;
     }
