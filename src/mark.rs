@@ -72,6 +72,10 @@ fn prefetch(addr: usize) {
 /// Default mark stack: 4 Mi entries (64 MiB of address space, touched on demand).
 const DEFAULT_STACK_ENTRIES: usize = 1 << 22;
 
+/// Up to this many entries on its stack, a marker that shares keeps the rest
+/// in order (see `Marker::share`): a 1 MiB move at most.
+const SHARE_MOVE_MAX: usize = 1 << 16;
+
 /// Objects larger than this are scanned this many bytes at a time (see the top).
 const SCAN_CHUNK: usize = 16 << 10;
 
@@ -136,9 +140,10 @@ impl Marker {
     }
 
     /// Moves the older half of the waiting entries (at most a packet) to the
-    /// pool, if it has a packet free. The newest entries fill the hole they
-    /// leave: order on the stack is only a matter of locality, and the move
-    /// costs a packet's worth whatever the stack's depth.
+    /// pool, if it has a packet free. The rest move down, in order, so that
+    /// the next share gives the next oldest (a structure's upper parts, the
+    /// most work); on a deep stack, where that move would cost more than the
+    /// work shared, the newest entries fill the hole instead.
     ///
     /// # Safety
     /// `pool` is non-null and live.
@@ -154,7 +159,11 @@ impl Marker {
         unsafe {
             let oldest = std::slice::from_raw_parts(self.stack, k);
             if (*self.pool).share(oldest) {
-                std::ptr::copy_nonoverlapping(self.stack.add(self.len - k), self.stack, k);
+                if self.len <= SHARE_MOVE_MAX {
+                    std::ptr::copy(self.stack.add(k), self.stack, self.len - k);
+                } else {
+                    std::ptr::copy_nonoverlapping(self.stack.add(self.len - k), self.stack, k);
+                }
                 self.len -= k;
             }
         }
@@ -404,12 +413,23 @@ impl Marker {
     /// # Safety
     /// World stopped; `pa` is the locked page allocator.
     pub unsafe fn recover_overflow(&mut self, h: &Heap, pa: &PageAlloc) {
+        // SAFETY: the caller's contract.
+        unsafe { self.recover_overflow_below(h, pa.high_water) }
+    }
+
+    /// `recover_overflow` over the spans below page `high_water`.
+    ///
+    /// # Safety
+    /// The world is stopped and the page lock held, or (a concurrent mark)
+    /// no span is freed meanwhile: spans made meanwhile are published whole,
+    /// so the walk reads only records that are set up.
+    pub unsafe fn recover_overflow_below(&mut self, h: &Heap, high_water: usize) {
         while self.overflowed {
             self.overflowed = false;
             self.overflow_rescans += 1;
-            // SAFETY: world stopped, spans cannot change.
+            // SAFETY: the caller's contract.
             unsafe {
-                h.for_each_span(pa.high_water, |s| {
+                h.for_each_span(high_water, |s| {
                     if (*s).noscan() {
                         return;
                     }
@@ -626,8 +646,8 @@ pub unsafe fn mark_pinned_concurrently(h: &Heap, m: &mut Marker, high_water: usi
 
 /// Pushes, for the written pages `[lo, hi)` of a concurrent mark, the part of
 /// every marked object of a scannable span that lies in them: a pointer
-/// written since the object was scanned is in a written page. Returns the
-/// count of entries pushed.
+/// written since the object was scanned is in a written page (and drains
+/// when the stack fills up). Returns the count of entries pushed.
 ///
 /// # Safety
 /// No span is freed meanwhile (the world is stopped, or a concurrent mark
@@ -658,6 +678,11 @@ pub unsafe fn push_written(h: &Heap, m: &mut Marker, lo: usize, hi: usize) -> us
                     }
                     idx += 1;
                 }
+            }
+            // A pass over many written pages would otherwise fill the mark
+            // stack with them (and overflow, whose recovery rescans the heap).
+            if m.len > m.cap / 8 {
+                m.drain(h);
             }
             p = end;
         }
