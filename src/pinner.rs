@@ -506,6 +506,17 @@ impl Claim {
         Claim { pinner: p, inner, tid, cached: false, installed: false }
     }
 
+    /// Aborts, naming the misuse, if another thread has claimed the inner
+    /// pinner since this call did.
+    #[inline(always)]
+    fn check_owner(&self) {
+        // SAFETY: the claimed inner pinner is live for the call; atomic word.
+        let now = unsafe { (*self.inner).user.load(Relaxed) };
+        if now != self.tid {
+            used_by_two_threads(now, self.tid);
+        }
+    }
+
     /// Makes `inner`, an inner pinner the calling thread owns alone (fresh, or
     /// taken from its own cache), the inner pinner of `p` (whose `impl` it saw
     /// null), claimed for this call.
@@ -797,6 +808,10 @@ pub fn unpin_all(g: &InRuntime, h: &Heap, p: &mut gc_pinner) {
         let n = (*inner).len();
         let mut i = 0;
         while i < n {
+            // Another thread that claimed this pinner meanwhile would change
+            // the references under us, and an unpin of what it changed would
+            // abort with a less telling message than this one.
+            claim.check_owner();
             i += unpin_group(refs.add(i), n - i);
         }
         (*inner).len = 0;
