@@ -98,8 +98,8 @@
 //!   write after that is seen. The collector must rescan pinned scanned
 //!   objects at the final pause itself (noscan buffers need nothing).
 
-// The concurrent mark (issue 17) is its first user; until it lands only the
-// tests call the tracker.
+// `concurrent` uses the tracker through `WriteTracker::new` and its calls;
+// `probe` (a cached yes or no, with the reason) is used by the tests only.
 #![cfg_attr(not(test), allow(dead_code))]
 
 use crate::os;
