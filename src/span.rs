@@ -202,10 +202,10 @@ impl Span {
     pub fn clear_marks(&self) {
         for first in (0..self.nelems as usize).step_by(8) {
             let p = self.marks.wrapping_add(first) as *mut u64;
-            // SAFETY: inside the slot, as in `mark_word`; only the collector
-            // touches mark bytes, and it clears a span's on one thread. Read
-            // first: a page of the side table on which nothing was ever
+            // Read first: a page of the side table on which nothing was ever
             // marked stays the shared zero page, costing no memory.
+            // SAFETY: inside the slot, as in `mark_word`; only the collector
+            // touches mark bytes, and it clears a span's on one thread.
             unsafe {
                 if std::ptr::read_unaligned(p) != 0 {
                     std::ptr::write_unaligned(p, 0);
