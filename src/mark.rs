@@ -845,12 +845,7 @@ impl MarkWorkers {
 
     fn thread_main(&self, number: usize, mut seen: u32) {
         // The program's signals go to its own threads, never to ours.
-        // SAFETY: a sigset_t filled by sigfillset, installed for this thread.
-        unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-        }
+        crate::threads::block_signals_except(&[]);
         let mut m = Marker::new();
         loop {
             let now = loop {

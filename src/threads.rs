@@ -390,12 +390,23 @@ pub fn setup(sig: i32, handler: SuspendHandler) {
 /// Blocks every signal but `sig` (the suspend signal) on the calling thread:
 /// for the runtime's own threads, which must not run the program's handlers.
 pub fn block_signals_but(sig: i32) {
-    // SAFETY: a sigset_t filled by sigfillset, installed for this thread.
+    block_signals_except(&[sig]);
+}
+
+/// Blocks every signal but those in `keep` on the calling thread; returns the
+/// mask it replaced.
+pub fn block_signals_except(keep: &[i32]) -> libc::sigset_t {
+    // SAFETY: signal sets on our stack, filled by sigfillset; the mask set is
+    // this thread's alone.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
-        libc::sigdelset(&mut set, sig);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        for &sig in keep {
+            libc::sigdelset(&mut set, sig);
+        }
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        old
     }
 }
 
@@ -457,18 +468,15 @@ struct HeldSignals(libc::sigset_t);
 
 impl HeldSignals {
     fn new() -> HeldSignals {
-        // SAFETY: signal sets on our stack; changes only this thread's mask.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut set);
-            libc::sigdelset(&mut set, SIG_SUSPEND);
-            for sync_sig in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP, libc::SIGABRT] {
-                libc::sigdelset(&mut set, sync_sig);
-            }
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-            HeldSignals(old)
-        }
+        HeldSignals(block_signals_except(&[
+            sig_suspend(),
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGILL,
+            libc::SIGTRAP,
+            libc::SIGABRT,
+        ]))
     }
 }
 
