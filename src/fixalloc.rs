@@ -2,8 +2,14 @@
 //!
 //! Spans, specials and pin-bit arrays live outside the collected heap and outside
 //! `malloc`: the collector frees them while the world is stopped, when a stopped
-//! thread might hold a `malloc` lock. Records come from 256 KiB chunks reserved
-//! with `os::reserve` and go back to a free list; chunks are never unmapped.
+//! thread might hold a `malloc` lock. Records come from chunks reserved with
+//! `os::reserve` and go back to a free list; chunks are never unmapped. A
+//! pool's chunks double in size, from 256 KiB up to 64 MiB (reserved, not
+//! committed: pages are touched as records are handed out), so a growing heap
+//! maps a new chunk rarely: an `mmap` waits for the address-space lock,
+//! which the write tracker's calls hold for up to a millisecond at a time
+//! during a concurrent cycle (with 256 KiB chunks the pause benchmark's
+//! request loop, making spans and pin bits, waited 5-8 ms so at 256 MiB).
 //!
 //! Invariants:
 //! - Memory handed out is type-stable: once a chunk holds `T`s it holds `T`s
@@ -15,12 +21,15 @@ use std::sync::Mutex;
 
 use crate::os;
 
-const CHUNK_BYTES: usize = 256 << 10;
+const FIRST_CHUNK_BYTES: usize = 256 << 10;
+const MAX_CHUNK_BYTES: usize = 64 << 20;
 
 struct FixState {
     free: *mut FreeNode,
     chunk_next: usize,
     chunk_end: usize,
+    /// Bytes reserved so far: the next chunk's size, within the bounds above.
+    reserved: usize,
 }
 
 struct FreeNode {
@@ -41,7 +50,10 @@ impl FixAlloc {
     /// A pool for records of `size` bytes, aligned to 64 bytes.
     pub const fn new(size: usize) -> FixAlloc {
         let size = (size + 63) & !63;
-        FixAlloc { size, state: Mutex::new(FixState { free: std::ptr::null_mut(), chunk_next: 0, chunk_end: 0 }) }
+        FixAlloc {
+            size,
+            state: Mutex::new(FixState { free: std::ptr::null_mut(), chunk_next: 0, chunk_end: 0, reserved: 0 }),
+        }
     }
 
     /// Returns zeroed memory for one record, or null when the OS refuses memory.
@@ -49,11 +61,13 @@ impl FixAlloc {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.free.is_null() {
             if st.chunk_next + self.size > st.chunk_end {
-                let Some(base) = os::reserve(CHUNK_BYTES) else {
+                let bytes = st.reserved.clamp(FIRST_CHUNK_BYTES, MAX_CHUNK_BYTES);
+                let Some(base) = os::reserve(bytes) else {
                     return std::ptr::null_mut();
                 };
                 st.chunk_next = base;
-                st.chunk_end = base + CHUNK_BYTES;
+                st.chunk_end = base + bytes;
+                st.reserved += bytes;
             }
             let p = st.chunk_next as *mut u8;
             st.chunk_next += self.size;
@@ -104,5 +118,23 @@ mod tests {
         let bytes = unsafe { std::slice::from_raw_parts(c, 100) };
         assert!(bytes.iter().all(|&x| x == 0), "reused records are zeroed");
         assert!(pool.alloc() != b, "a record in use is not handed out again");
+    }
+
+    #[test]
+    fn chunks_double_so_a_large_pool_maps_few() {
+        let pool = FixAlloc::new(256);
+        let mut chunks = 0;
+        let mut last = 0usize;
+        for _ in 0..100_000 {
+            let p = pool.alloc() as usize;
+            assert!(p != 0);
+            if p != last + 256 {
+                chunks += 1;
+            }
+            last = p;
+        }
+        // 25 MB of records: 256 KiB, 256 KiB, 512 KiB, ... 16 MiB.
+        assert!(chunks <= 8, "{chunks} chunks for 100,000 records");
+        assert_eq!(pool.state.lock().unwrap().reserved, 32 << 20);
     }
 }
