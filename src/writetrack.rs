@@ -490,12 +490,17 @@ impl WriteTracker {
         if len == 0 {
             return Ok(());
         }
-        let mut wp = UffdioWriteprotect { range: UffdioRange { start: lo as u64, len: len as u64 }, mode };
-        // SAFETY: UFFDIO_WRITEPROTECT reads one uffdio_writeprotect, ours.
-        match unsafe { ioctl(self.uffd, UFFDIO_WRITEPROTECT, &mut wp) } {
-            Ok(_) => Ok(()),
-            Err(errno) => Err(Error { what, errno }),
+        let mut from = lo;
+        while from < lo + len {
+            let n = CALL_RANGE.min(lo + len - from);
+            let mut wp = UffdioWriteprotect { range: UffdioRange { start: from as u64, len: n as u64 }, mode };
+            // SAFETY: UFFDIO_WRITEPROTECT reads one uffdio_writeprotect, ours.
+            if let Err(errno) = unsafe { ioctl(self.uffd, UFFDIO_WRITEPROTECT, &mut wp) } {
+                return Err(Error { what, errno });
+            }
+            from += n;
         }
+        Ok(())
     }
 
     /// Write-protects `[lo, lo + len)` (registered): from the return on, a
@@ -525,7 +530,8 @@ impl WriteTracker {
         let mut from = lo;
         let mut pages = 0;
         while from < hi {
-            let mut arg = scan_arg(from, hi, &mut buf, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC);
+            let to = hi.min(from + CALL_RANGE);
+            let mut arg = scan_arg(from, to, &mut buf, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC);
             // SAFETY: PAGEMAP_SCAN reads one pm_scan_arg, writes its walk_end
             // and at most vec_len regions into `buf`.
             let n = match unsafe { ioctl(self.pagemap, PAGEMAP_SCAN, &mut arg) } {
@@ -546,6 +552,12 @@ impl WriteTracker {
         Ok(pages)
     }
 }
+
+/// The most of the arena one protecting or scanning system call covers. A
+/// thread of the program that faults on the heap while such a call runs can
+/// wait for all of it: one call over 700 MiB (15 ms) made a request of the
+/// pause benchmark take 13 ms; 16 MiB calls take about 0.3 ms each.
+const CALL_RANGE: usize = 16 << 20;
 
 /// A `PAGEMAP_SCAN` argument over `[lo, hi)` reporting written pages into `vec`.
 fn scan_arg(lo: usize, hi: usize, vec: &mut [PageRegion], flags: u64) -> PmScanArg {
