@@ -665,18 +665,30 @@ pub unsafe fn push_written(h: &Heap, m: &mut Marker, lo: usize, hi: usize) -> us
         unsafe {
             let end = hi.min((*s).limit());
             if !(*s).noscan() {
-                let mut idx = (*s).index_of(p);
-                while idx < (*s).nelems as usize {
-                    let ob = (*s).object_base(idx);
-                    if ob >= end {
-                        break;
+                // The objects that overlap [p, end), 64 at a time: most of a
+                // written page is often new, unmarked objects.
+                // (The span's tail past its last object has no index.)
+                let n = (*s).nelems as usize;
+                let first = (*s).index_of(p);
+                let last = (*s).index_of(end - 1).min(n.wrapping_sub(1));
+                let mut w = first / 64;
+                while first < n && w * 64 <= last {
+                    let mut bits = (*s).mark_word(w) & (*s).alloc[w].load(Relaxed);
+                    if w == first / 64 {
+                        bits &= !0u64 << (first % 64);
                     }
-                    if (*s).is_allocated(idx) && (*s).is_marked(idx) {
+                    if w == last / 64 && last % 64 < 63 {
+                        bits &= (1u64 << (last % 64 + 1)) - 1;
+                    }
+                    while bits != 0 {
+                        let idx = w * 64 + bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        let ob = (*s).object_base(idx);
                         let (a, b) = (ob.max(p), (ob + (*s).elemsize).min(end));
                         m.push(a, b - a);
                         pushed += 1;
                     }
-                    idx += 1;
+                    w += 1;
                 }
             }
             // A pass over many written pages would otherwise fill the mark
@@ -773,6 +785,43 @@ pub unsafe fn mark_roots(
     }
 }
 
+/// During a concurrent mark's catch-up passes, with the world running: scans
+/// the roots that can be read safely while their owners run, so that what
+/// they reach now is marked before the final pause, which scans every root
+/// again: the data and bss segments, the ranges of `gc_add_roots` (under
+/// their lock: a range removed waits for the scan before the program can
+/// unmap it), and each registered thread's stack from the stack pointer
+/// the first pause found up (`ThreadState::first_pause_sp`) (mapped while the thread lives, and no
+/// registered thread can exit while the cycle holds the world lock; its
+/// deeper frames, registers, TLS and alternate signal stack are left to the
+/// final pause). What these words hold may change under the scan: any value
+/// read is a possible pointer, and nothing is lost that the final pause
+/// would not find. Pushes without draining.
+///
+/// # Safety
+/// The caller holds the world lock (the registry `w` is stable) and the
+/// loader's list locked (`loaded` is mapped); no span is freed meanwhile
+/// (`Heap::marking_concurrently`).
+pub unsafe fn mark_roots_running(h: &Heap, m: &mut Marker, w: &Threads, loaded: &LoadedObjects) {
+    // SAFETY: per the contract, every range below stays mapped and readable
+    // during the scan; the words are read as atomics.
+    unsafe {
+        for &(lo, hi) in &loaded.segments {
+            m.scan_range(h, lo, hi);
+        }
+        h.roots.for_each(|lo, hi| m.scan_range(h, lo, hi));
+        for &t in w.registered {
+            if (*t).runtime_only.load(Relaxed) {
+                continue;
+            }
+            let (lo, hi, sp) = ((*t).stack_lo, (*t).stack_hi, (*t).first_pause_sp.load(Relaxed));
+            if sp > lo && sp < hi {
+                m.scan_range(h, sp, hi);
+            }
+        }
+    }
+}
+
 /// The most marker threads a cycle uses, the collecting thread included.
 pub use crate::config::MAX_MARKERS;
 
@@ -791,6 +840,11 @@ pub struct MarkWorkers {
     running: AtomicU32,
     /// The current job, valid while `running` is nonzero.
     job: UnsafeCell<Option<*const Job<'static>>>,
+    /// How many threads a job runs on (`limit`): the first `helpers` by
+    /// number; the others skip it.
+    helpers: AtomicUsize,
+    /// `helpers` as it was when the current job started (the threads read it).
+    active: AtomicUsize,
     /// Where the markers share work.
     pub pool: WorkPool,
 }
@@ -809,13 +863,23 @@ impl MarkWorkers {
             epoch: AtomicU32::new(0),
             running: AtomicU32::new(0),
             job: UnsafeCell::new(None),
+            helpers: AtomicUsize::new(usize::MAX),
+            active: AtomicUsize::new(0),
             pool: WorkPool::new(),
         }
     }
 
-    /// Marker threads running (beside the collecting thread).
+    /// Marker threads a job runs on (beside the collecting thread): those
+    /// started, at most the `limit` in force.
     pub fn threads(&self) -> usize {
-        self.threads.load(Relaxed)
+        self.threads.load(Relaxed).min(self.helpers.load(Relaxed))
+    }
+
+    /// Until the guard drops, jobs run on at most `helpers` marker threads
+    /// (phases with the world running leave the other cores to the program).
+    pub fn limit(&self, helpers: usize) -> HelperLimit<'_> {
+        self.helpers.store(helpers, Relaxed);
+        HelperLimit(self)
     }
 
     /// Starts marker threads until `want` run (at most `MAX_MARKERS - 1`).
@@ -823,8 +887,8 @@ impl MarkWorkers {
     /// a thread that cannot be created leaves the cycle with fewer markers.
     pub fn ensure_threads(&'static self, want: usize) {
         let want = want.min(MAX_MARKERS - 1);
-        while self.threads() < want {
-            let number = self.threads() + 1;
+        while self.threads.load(Relaxed) < want {
+            let number = self.threads.load(Relaxed) + 1;
             // No job runs: every thread started sees this epoch as its last.
             let epoch = self.epoch.load(Acquire);
             let spawned = std::thread::Builder::new()
@@ -856,6 +920,10 @@ impl MarkWorkers {
                 os::futex_wait(&self.epoch, seen, None);
             };
             seen = now;
+            if number > self.active.load(Acquire) {
+                // Not one of this job's threads: it does not wait for us.
+                continue;
+            }
             // SAFETY: the driver wrote the job before the bump we saw, and
             // keeps it (and what it borrows) alive until `running` drops to 0.
             if let Some(job) = unsafe { *self.job.get() } {
@@ -883,6 +951,7 @@ impl MarkWorkers {
             *self.job.get() = Some(std::mem::transmute::<&Job<'_>, &'static Job<'static>>(job) as *const Job<'static>)
         };
         self.running.store(n as u32, Relaxed);
+        self.active.store(n, Relaxed);
         self.epoch.fetch_add(1, Release);
         os::futex_wake(&self.epoch, i32::MAX);
         // Waits for the threads even if `here` unwinds: they borrow the job.
@@ -902,6 +971,15 @@ impl MarkWorkers {
         }
         let _wait = WaitForThreads(self);
         here();
+    }
+}
+
+/// Lifts a `MarkWorkers::limit` when dropped.
+pub struct HelperLimit<'a>(&'a MarkWorkers);
+
+impl Drop for HelperLimit<'_> {
+    fn drop(&mut self) {
+        self.0.helpers.store(usize::MAX, Relaxed);
     }
 }
 
