@@ -11,13 +11,18 @@
 //!    this is tracked);
 //! 2. a short stop: the roots that change fastest — data and bss segments,
 //!    added ranges, stacks, registers, TLS — are scanned onto the mark stack;
-//! 3. with the world started again, the marker threads drain from there
+//! 3. with the world started again, a quarter of the markers (at least
+//!    this thread; all of them if the last cycle was nearly too slow,
+//!    `helpers_for`) drain from there
 //!    (`mark::drain_all`) while the program allocates, writes, pins and does
 //!    I/O into its objects. Objects allocated now are allocated white: the
 //!    final stop finds those that are reachable;
-//! 4. catch-up passes, the world running: take the pages written since they
-//!    were protected (the tracker protects them again in the same call),
-//!    push what marked objects hold on them (`mark::push_written`), drain;
+//! 4. catch-up passes, the world running: scan the roots that can be read
+//!    while the program runs (`mark::mark_roots_running`: segments, added
+//!    ranges, the stacks above the first pause's stack pointers), take the
+//!    pages written since they were protected (the tracker protects them
+//!    again in the same call), push what marked objects hold on them
+//!    (`mark::push_written`), drain;
 //!    until a pass finds few pages (`FEW_WRITTEN_PAGES`) or `CATCH_UP_PASSES`
 //!    passes have run;
 //! 5. the final stop (`gc::cycle_with`): the pages written since the last
@@ -228,12 +233,17 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
     let mut tracking_lost = t.protect(h.arena_lo, used).is_err();
     // 2. The short stop.
     let start_pause_ns = roots::with_loaded_objects(|loaded| start_pause(h, w, me, loaded));
-    // 3. Mark with the world running, on every marker thread. (Marking on
-    // this thread alone, to leave the other cores to the program, made the
-    // cycles so long on 2 cores that allocation reached twice the goal and
-    // waited: the longest request of the pause benchmark went from 8-12 ms to
-    // 285-466 ms.)
+    // 3. Mark with the world running, on a quarter of the markers or all
+    // (`helpers_for`). (Before the pacer let allocation run on
+    // to its runway, this thread marking alone made the cycles so long on 2
+    // cores that allocation waited for them: the pause benchmark's longest
+    // request went from 8-12 ms to 285-466 ms. It no longer waits.)
     h.marking_concurrently.store(true, Release);
+    let limit = workers.map(|ws| ws.limit(helpers_for(h)));
+    // How much room allocation has before it waits for us (the runway
+    // `Pacer::start_concurrent` set), and how much of it marking uses.
+    let live_at_start = h.pacer.heap_live.load(Relaxed);
+    let room = h.pacer.next_gc.load(Relaxed).saturating_sub(live_at_start);
     let m = h.marker(w);
     // SAFETY: no span is freed while `marking_concurrently` is set (explicit
     // frees leave spans to the sweep; no sweep runs: we hold the world lock).
@@ -249,6 +259,15 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
     let mut passes = 0;
     while !tracking_lost && passes < CATCH_UP_PASSES {
         passes += 1;
+        // The roots first: what the program's stacks and globals reach now
+        // (in a tree being built, the subtrees made since the first pause)
+        // is then marked before the final pause, not by it.
+        roots::with_loaded_objects(|loaded| {
+            let all = mark::Threads { registered: &w.threads, forked_away: &w.forked_away };
+            // SAFETY: we hold the world lock, the loader's list is locked
+            // around us, and no span is freed (`marking_concurrently`).
+            unsafe { mark::mark_roots_running(h, m, &all, loaded) };
+        });
         let r = t.take_written(h.arena_lo, used_bytes(h), |lo, hi| {
             // SAFETY: as for the drain above.
             unsafe { mark::push_written(h, m, lo, hi) };
@@ -264,6 +283,9 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
             break;
         }
     }
+    drop(limit);
+    let used = h.pacer.heap_live.load(Relaxed).saturating_sub(live_at_start);
+    h.gc_thread.hurry.store(used > room / 2, Relaxed);
     h.marking_concurrently.store(false, Release);
     let mark_ns = os::nanotime() - t_start;
     h.stats.mark_concurrent_ns.fetch_add(mark_ns, Relaxed);
@@ -312,6 +334,21 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
     report
 }
 
+/// How many marker threads help this one mark with the world running: a
+/// quarter of the markers (`gc::helpers_while_running`), or all of them when
+/// the last cycle's marking used more than half of the allocation's room
+/// (`GcThread::hurry`): an allocation past it would wait for the cycle,
+/// which is worse for the program than sharing its cores. (The pause
+/// benchmark at 256 MiB, 2 cores, allocating 1.6 GB/s: one marker took
+/// 450-650 ms and a request waited 81 ms.)
+fn helpers_for(h: &Runtime) -> usize {
+    if h.gc_thread.hurry.load(Relaxed) {
+        usize::MAX
+    } else {
+        gc::helpers_while_running(h)
+    }
+}
+
 /// The arena's bytes up to the page allocator's high water.
 fn used_bytes(h: &Runtime) -> usize {
     h.pages.lock().unwrap_or_else(|e| e.into_inner()).high_water * PAGE_SIZE
@@ -332,6 +369,13 @@ fn start_pause(h: &Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadState,
         // is locked by with_loaded_objects around us.
         unsafe { mark::mark_roots(h, m, &all, me, sp, loaded, &pa, Roots::Start) };
     });
+    for &t in w.threads.iter() {
+        // SAFETY: a record of the registry, whose thread is stopped.
+        unsafe {
+            let (lo, hi, sp) = ((*t).stack_lo, (*t).stack_hi, (*t).stopped_sp.load(Acquire));
+            (*t).first_pause_sp.store(if sp > lo && sp < hi { sp } else { 0 }, Relaxed);
+        }
+    }
     drop(pa);
     let pause_ns = os::nanotime() - t0;
     start_the_world();

@@ -55,6 +55,10 @@ pub struct GcThread {
     pub wake: std::sync::atomic::AtomicU32,
     /// A concurrent cycle was asked for and has not ended yet.
     pub pending: std::sync::atomic::AtomicBool,
+    /// The last concurrent cycle's marking used more than half the room
+    /// allocation had before it would wait: the next one marks on every
+    /// marker, not on a quarter of them (`concurrent::helpers_for`).
+    pub hurry: std::sync::atomic::AtomicBool,
 }
 
 pub struct Runtime {
@@ -105,6 +109,7 @@ impl Runtime {
                 started: std::sync::atomic::AtomicBool::new(false),
                 wake: std::sync::atomic::AtomicU32::new(0),
                 pending: std::sync::atomic::AtomicBool::new(false),
+                hurry: std::sync::atomic::AtomicBool::new(false),
             },
         }
     }

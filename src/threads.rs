@@ -42,6 +42,11 @@ pub struct ThreadState {
     /// `[lo, hi)`, scanned like the thread's stack; 0, 0 otherwise.
     pub stopped_alt_lo: AtomicUsize,
     pub stopped_alt_hi: AtomicUsize,
+    /// The stack pointer on the thread stack at a concurrent cycle's first
+    /// pause (0 when it was elsewhere), set by the collector in that pause:
+    /// the cycle's catch-up passes scan the stack from there up while the
+    /// thread runs (`mark::mark_roots_running`).
+    pub first_pause_sp: AtomicUsize,
     /// The stop (`STOP_SEQ` value) this thread last parked for.
     pub acked_seq: AtomicU32,
     /// The interrupted general registers, copied by the suspend handler from
@@ -432,6 +437,7 @@ pub fn register(h: &'static Heap, world: &'static WorldLock<World>) -> Option<*m
         stopped_sp: AtomicUsize::new(0),
         stopped_alt_lo: AtomicUsize::new(0),
         stopped_alt_hi: AtomicUsize::new(0),
+        first_pause_sp: AtomicUsize::new(0),
         acked_seq: AtomicU32::new(0),
         saved_regs: UnsafeCell::new([0; SAVED_REGS]),
         stack_lo: lo,
