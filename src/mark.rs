@@ -791,10 +791,10 @@ pub unsafe fn mark_roots(
 /// again: the data and bss segments, the ranges of `gc_add_roots` (under
 /// their lock: a range removed waits for the scan before the program can
 /// unmap it), and each registered thread's stack from the stack pointer
-/// the first pause found up (`ThreadState::first_pause_sp`) (mapped while the thread lives, and no
-/// registered thread can exit while the cycle holds the world lock; its
-/// deeper frames, registers, TLS and alternate signal stack are left to the
-/// final pause). What these words hold may change under the scan: any value
+/// the first pause found (`ThreadState::first_pause_sp`) up. That part is
+/// mapped while the thread lives, and no registered thread can exit while
+/// the cycle holds the world lock; its deeper frames, registers, TLS and
+/// alternate signal stack are left to the final pause. What these words hold may change under the scan: any value
 /// read is a possible pointer, and nothing is lost that the final pause
 /// would not find. Pushes without draining.
 ///
@@ -834,7 +834,11 @@ type Job<'a> = dyn Fn(usize, &mut Marker) + Sync + 'a;
 pub struct MarkWorkers {
     /// The threads started (the collecting thread not counted).
     threads: AtomicUsize,
-    /// Bumped to start a job; the threads wait on it.
+    /// Bumped to start a job; the threads wait on it. Its top bits hold how
+    /// many threads the job runs on (`EPOCH_THREADS_SHIFT`): one load tells
+    /// a thread both that a job started and whether it is one of its
+    /// threads. (Read apart, a thread left out of one job could take the
+    /// count of the next, run that job, and then run it again.)
     epoch: AtomicU32,
     /// Threads still in the current job; the driver waits on it.
     running: AtomicU32,
@@ -843,8 +847,6 @@ pub struct MarkWorkers {
     /// How many threads a job runs on (`limit`): the first `helpers` by
     /// number; the others skip it.
     helpers: AtomicUsize,
-    /// `helpers` as it was when the current job started (the threads read it).
-    active: AtomicUsize,
     /// Where the markers share work.
     pub pool: WorkPool,
 }
@@ -864,7 +866,6 @@ impl MarkWorkers {
             running: AtomicU32::new(0),
             job: UnsafeCell::new(None),
             helpers: AtomicUsize::new(usize::MAX),
-            active: AtomicUsize::new(0),
             pool: WorkPool::new(),
         }
     }
@@ -920,7 +921,7 @@ impl MarkWorkers {
                 os::futex_wait(&self.epoch, seen, None);
             };
             seen = now;
-            if number > self.active.load(Acquire) {
+            if number > (now >> EPOCH_THREADS_SHIFT) as usize {
                 // Not one of this job's threads: it does not wait for us.
                 continue;
             }
@@ -951,8 +952,9 @@ impl MarkWorkers {
             *self.job.get() = Some(std::mem::transmute::<&Job<'_>, &'static Job<'static>>(job) as *const Job<'static>)
         };
         self.running.store(n as u32, Relaxed);
-        self.active.store(n, Relaxed);
-        self.epoch.fetch_add(1, Release);
+        // Only this thread (the world lock's holder) writes the epoch.
+        let bumped = (self.epoch.load(Relaxed) + 1) & EPOCH_COUNT_MASK;
+        self.epoch.store(bumped | (n as u32) << EPOCH_THREADS_SHIFT, Release);
         os::futex_wake(&self.epoch, i32::MAX);
         // Waits for the threads even if `here` unwinds: they borrow the job.
         struct WaitForThreads<'a>(&'a MarkWorkers);
@@ -973,6 +975,12 @@ impl MarkWorkers {
         here();
     }
 }
+
+/// Where `MarkWorkers::epoch` keeps the job's thread count (at most
+/// `MAX_MARKERS - 1`, 7 bits), and the mask of its counter below.
+const EPOCH_THREADS_SHIFT: u32 = 24;
+const EPOCH_COUNT_MASK: u32 = (1 << EPOCH_THREADS_SHIFT) - 1;
+const _: () = assert!(MAX_MARKERS < 1 << (32 - EPOCH_THREADS_SHIFT));
 
 /// Lifts a `MarkWorkers::limit` when dropped.
 pub struct HelperLimit<'a>(&'a MarkWorkers);
@@ -1114,6 +1122,22 @@ mod tests {
         }
         // `run` returned only after both threads ran each job.
         assert_eq!(seen.map(|s| s.load(Relaxed)), [100, 100, 100]);
+    }
+
+    #[test]
+    fn a_limit_leaves_the_other_marker_threads_out_of_every_job_once() {
+        let workers: &'static MarkWorkers = Box::leak(Box::new(MarkWorkers::new()));
+        workers.ensure_threads(3);
+        let seen = [const { AtomicUsize::new(0) }; 4];
+        // Jobs on one helper, then on all, alternating: a thread left out of
+        // one job must run the next exactly once.
+        for round in 0..200 {
+            let limit = (round % 2 == 0).then(|| workers.limit(1));
+            assert_eq!(workers.threads(), if limit.is_some() { 1 } else { 3 });
+            workers.run(&|i, _| _ = seen[i].fetch_add(1, Relaxed), || _ = seen[0].fetch_add(1, Relaxed));
+        }
+        assert_eq!(seen.map(|s| s.load(Relaxed)), [200, 200, 100, 100]);
+        assert_eq!(workers.threads(), 3, "the limit is lifted with its guard");
     }
 
     #[test]
