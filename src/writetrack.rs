@@ -658,7 +658,25 @@ mod tests {
     }
 
     /// A private anonymous mapping of `pages` OS pages, readable and writable.
+    /// Held for writing while `holes_in_the_range_are_skipped` keeps a hole
+    /// of 8 pages open, and for reading while another test maps memory: a
+    /// new small mapping could land in the hole (the io_uring test's 8 pages
+    /// did, and the two tests then protected and unmapped each other's
+    /// pages).
+    static HOLE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+    /// Held for reading by the tests that fork, until their child is
+    /// reaped, and for writing by the test that needs a closed tracker to be
+    /// gone: a child forked meanwhile holds a copy of its descriptor, so the
+    /// range stays registered (a new tracker over it got EBUSY).
+    static FORKS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
     fn map(pages: usize) -> usize {
+        let _no_hole = HOLE.read().unwrap_or_else(|e| e.into_inner());
+        map_in_hole_test(pages)
+    }
+
+    fn map_in_hole_test(pages: usize) -> usize {
         os::reserve(pages * page()).expect("mmap")
     }
 
@@ -1003,8 +1021,9 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "Miri has no userfaultfd")]
     fn holes_in_the_range_are_skipped() {
+        let _hole = HOLE.write().unwrap_or_else(|e| e.into_inner());
         let n = 32;
-        let base = map(n);
+        let base = map_in_hole_test(n);
         let p = page();
         // SAFETY: unmaps pages 8..16 of our mapping.
         unsafe { libc::munmap((base + 8 * p) as *mut libc::c_void, 8 * p) };
@@ -1024,6 +1043,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "Miri has no userfaultfd")]
     fn a_range_is_tracked_by_one_tracker_and_freed_when_it_is_dropped() {
+        let _no_fork = FORKS.write().unwrap_or_else(|e| e.into_inner());
         let n = 8;
         let base = map(n);
         for i in 0..n {
@@ -1045,6 +1065,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "Miri has no fork")]
     fn a_forked_child_cannot_use_the_parents_tracker() {
+        let _forking = FORKS.read().unwrap_or_else(|e| e.into_inner());
         let n = 8;
         let base = map(n);
         for i in 0..n {
@@ -1316,7 +1337,7 @@ mod tests {
             poke(base + i * page(), 1);
         }
         let Some(t) = tracker(base, n * page()) else { return unmap(base, n) };
-        let ring = match uring::Ring::new() {
+        let ring = match HOLE.read().map(|_no_hole| uring::Ring::new()).unwrap_or_else(|e| panic!("{e}")) {
             Ok(r) => r,
             Err(why) => {
                 println!("skipped: {why}");
@@ -1496,6 +1517,7 @@ mod tests {
     /// The child's exit code: 0 for Unsupported naming userfaultfd(2) and
     /// `err`, else a number saying what went wrong.
     fn refused_with(err: i32) -> i32 {
+        let _forking = FORKS.read().unwrap_or_else(|e| e.into_inner());
         let filter = [
             libc::sock_filter { code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, jt: 0, jf: 0, k: 0 },
             libc::sock_filter {
