@@ -229,10 +229,13 @@ impl Pacer {
 }
 
 /// How far a concurrent cycle lets the heap grow before allocation waits for
-/// it, after the last cycle set `goal` and the trigger `trigger >= goal`: one
-/// goal past the trigger (twice the goal when no surplus pages are held).
+/// it, after the last cycle set `goal` and the trigger `trigger >= goal`:
+/// twice the goal, or the trigger if that is farther (surplus pages held).
+/// Never past the pages held when they reach beyond twice the goal: a
+/// runway one goal past the trigger let a cycle that fell behind grow the
+/// held pages, which raised the next trigger and runway, cycle after cycle.
 pub fn runway_after(goal: usize, trigger: usize) -> usize {
-    trigger.saturating_add(goal)
+    goal.saturating_mul(2).max(trigger)
 }
 
 /// Whether a cycle that left `live` bytes found the heap growing: of the
@@ -267,7 +270,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_concurrent_cycle_is_asked_for_ahead_of_the_trigger_and_runs_on_one_goal_past_it() {
+    fn a_concurrent_cycle_is_asked_for_ahead_of_the_trigger_and_runs_on_to_twice_the_goal_or_the_trigger() {
         // No surplus pages: the trigger is the goal.
         let p = Pacer::new(Some(100));
         p.next_gc.store(200 << 20, Relaxed);
@@ -286,7 +289,14 @@ mod tests {
         p.trigger_early(100 << 20, 200 << 20, 300 << 20);
         assert_eq!(p.next_gc.load(Relaxed), (100 << 20) + (200 << 20) / 100 * CONCURRENT_TRIGGER_PCT);
         p.start_concurrent();
-        assert_eq!(p.next_gc.load(Relaxed), 500 << 20, "one goal past the trigger");
+        assert_eq!(p.next_gc.load(Relaxed), 400 << 20, "twice the goal, past the trigger");
+        // Many pages held: the runway ends where they do.
+        let p = Pacer::new(Some(100));
+        p.next_gc.store(170 << 20, Relaxed);
+        p.trigger_early(10 << 20, 20 << 20, 170 << 20);
+        assert_eq!(p.next_gc.load(Relaxed), (10 << 20) + (160 << 20) / 100 * CONCURRENT_TRIGGER_PCT);
+        p.start_concurrent();
+        assert_eq!(p.next_gc.load(Relaxed), 170 << 20, "the trigger: no growth past the held pages");
         let off = Pacer::new(None);
         off.trigger_early(1 << 20, usize::MAX, usize::MAX);
         assert_eq!(off.next_gc.load(Relaxed), usize::MAX, "no trigger when collection is off");
