@@ -88,14 +88,38 @@ pub fn collect_if_wanted(h: &'static Runtime) {
 /// not be registered.
 fn collect_when(h: &'static Runtime, release: Release, still_needed: impl FnOnce() -> bool) -> bool {
     let Some(me) = h.current_or_register() else { return false };
-    let mut w = h.lock_world();
-    if h.gc_disabled.load(Relaxed) > 0 || !still_needed() {
-        return true;
-    }
-    let report = cycle(h, &mut w, me, release);
-    drop(w);
-    after_cycle(h, &report);
+    // The program's frames and registers are above this point; the
+    // runtime's below it are not scanned (`ThreadState::collect_sp`).
+    with_spilled_registers(|entry_sp| {
+        let mut w = h.lock_world();
+        if h.gc_disabled.load(Relaxed) > 0 || !still_needed() {
+            return;
+        }
+        // SAFETY: our own, live record.
+        let collect_sp = unsafe { &(*me).collect_sp };
+        collect_sp.store(entry_sp, Relaxed);
+        let report = cycle(h, &mut w, me, release);
+        collect_sp.store(0, Relaxed);
+        drop(w);
+        after_cycle(h, &report);
+    });
     true
+}
+
+/// Where the collecting thread `me`'s stack scan starts, `sp` being the
+/// stack address below the registers the cycle spilled: the address its
+/// collection began at (`ThreadState::collect_sp`), if that lies a little
+/// above `sp` on the same stack, else `sp`.
+fn stack_scan_start(me: *mut ThreadState, sp: usize) -> usize {
+    /// Farther than this above `sp`, `collect_sp` is not on the same stack.
+    const RUNTIME_FRAMES_MAX: usize = 256 << 10;
+    // SAFETY: the collecting thread's own, live record.
+    let entry = unsafe { (*me).collect_sp.load(Relaxed) };
+    if entry > sp && entry - sp < RUNTIME_FRAMES_MAX {
+        entry
+    } else {
+        sp
+    }
 }
 
 /// Called at the start of every cycle, before the world stops, with the world
@@ -313,7 +337,7 @@ fn stopped_part(
         // SAFETY: the world is stopped and the page lock held; the records
         // are the registry's; `sp` is below this frame; the loader's list is
         // locked by with_loaded_objects around us.
-        mark_step(marker, &all, me, sp, loaded, &pa, workers);
+        mark_step(marker, &all, me, stack_scan_start(me, sp), loaded, &pa, workers);
     });
     h.weak.clear_unmarked(h);
     let sweep_below = sweep_running.then_some(pa.high_water);

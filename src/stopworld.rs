@@ -97,12 +97,17 @@ pub extern "C" fn suspend_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t
 
 /// Records where the stack ends, acknowledges, and waits for the restart.
 ///
-/// Normally the handler runs on the thread's stack, below the signal frame, and
-/// the scan starts at our own frame. If the signal was taken on an alternate
-/// signal stack, the scan starts at the interrupted stack pointer (if it lies in
-/// the thread's stack) or covers the whole stack, and the used part of the
-/// alternate stack is scanned too; the registers are scanned from `saved_regs`
-/// either way.
+/// The scan starts at the interrupted stack pointer, less the 128-byte red
+/// zone below it (where the interrupted function may keep live data), when
+/// that lies in the thread's stack: the signal frame and our own frames,
+/// below it, are not scanned. The registers are scanned from `saved_regs`
+/// instead. (Scanning from our own frame took in the signal frame, whose
+/// vector-state area the kernel writes only in part: the rest held stale
+/// words of the thread's earlier, deeper calls — the mark FIFO of a
+/// collection it ran — and kept dead objects alive.) If the signal was taken
+/// on an alternate signal stack and the interrupted stack pointer is not on
+/// the thread's stack, the whole stack is scanned, and the used part of the
+/// alternate stack too.
 #[inline(never)]
 fn park(ts: *mut ThreadState, seq: u32, interrupted_sp: usize) {
     PARKED.fetch_add(1, AcqRel);
@@ -111,16 +116,16 @@ fn park(ts: *mut ThreadState, seq: u32, interrupted_sp: usize) {
     // SAFETY: `ts` is this thread's live record.
     let (lo, hi) = unsafe { ((*ts).stack_lo, (*ts).stack_hi) };
     let on_thread_stack = here >= lo && here < hi;
-    let sp = if on_thread_stack {
-        here
-    } else if interrupted_sp >= lo && interrupted_sp < hi {
+    let sp = if interrupted_sp >= lo && interrupted_sp < hi {
         interrupted_sp.saturating_sub(128).max(lo) // and the red zone below it
+    } else if on_thread_stack {
+        here
     } else {
         lo
     };
-    // On an alternate signal stack, the frames above ours there (a program's
-    // handler that the suspend signal interrupted) may hold the only reference
-    // to an object: scan from here to the top of that stack.
+    // On an alternate signal stack, the frames of a program's handler that
+    // the suspend signal interrupted there may hold the only reference to an
+    // object: scan that stack from the interrupted stack pointer to its top.
     let (mut alt_lo, mut alt_hi) = (0, 0);
     if !on_thread_stack {
         // SAFETY: stack_t is a plain C struct; all-zero is a valid value.
@@ -130,9 +135,14 @@ fn park(ts: *mut ThreadState, seq: u32, interrupted_sp: usize) {
         let got = unsafe { libc::sigaltstack(std::ptr::null(), &mut cur) } == 0;
         if got && cur.ss_flags & libc::SS_ONSTACK != 0 {
             let (base, top) = (cur.ss_sp as usize, cur.ss_sp as usize + cur.ss_size);
-            if here >= base && here < top {
+            if interrupted_sp >= base && interrupted_sp < top {
+                // From the interrupted handler's stack pointer, as above.
+                (alt_lo, alt_hi) = (interrupted_sp.saturating_sub(128).max(base), top);
+            } else if !(interrupted_sp >= lo && interrupted_sp < hi) && here >= base && here < top {
+                // Interrupted on neither stack: all above our frame.
                 (alt_lo, alt_hi) = (here, top);
             }
+            // (Interrupted on the thread stack: only our frames are here.)
         }
     }
     // SAFETY: `ts` is this thread's live record.

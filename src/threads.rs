@@ -47,6 +47,13 @@ pub struct ThreadState {
     /// the cycle's catch-up passes scan the stack from there up while the
     /// thread runs (`mark::mark_roots_running`).
     pub first_pause_sp: AtomicUsize,
+    /// While this thread collects: the stack address below its callee-saved
+    /// registers, spilled where the collection began (`gc::collect_when`).
+    /// Its stack is scanned from there, not from the collector's deeper
+    /// frames, whose unused slots hold stale words of earlier runtime calls
+    /// (span and object addresses of a previous sweep) that would keep dead
+    /// objects alive. 0 otherwise.
+    pub collect_sp: AtomicUsize,
     /// The stop (`STOP_SEQ` value) this thread last parked for.
     pub acked_seq: AtomicU32,
     /// The interrupted general registers, copied by the suspend handler from
@@ -438,6 +445,7 @@ pub fn register(h: &'static Heap, world: &'static WorldLock<World>) -> Option<*m
         stopped_alt_lo: AtomicUsize::new(0),
         stopped_alt_hi: AtomicUsize::new(0),
         first_pause_sp: AtomicUsize::new(0),
+        collect_sp: AtomicUsize::new(0),
         acked_seq: AtomicU32::new(0),
         saved_regs: UnsafeCell::new([0; SAVED_REGS]),
         stack_lo: lo,
