@@ -234,10 +234,10 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
     // 2. The short stop.
     let start_pause_ns = roots::with_loaded_objects(|loaded| start_pause(h, w, me, loaded));
     // 3. Mark with the world running, on a quarter of the markers or all
-    // (`helpers_for`). (Before the pacer let allocation run on
-    // to its runway, this thread marking alone made the cycles so long on 2
-    // cores that allocation waited for them: the pause benchmark's longest
-    // request went from 8-12 ms to 285-466 ms. It no longer waits.)
+    // (`helpers_for`). (Marking on this thread alone made the cycles so long
+    // on 2 cores that allocation reached its runway and waited: the pause
+    // benchmark's longest request went from 8-12 ms to 285-466 ms before the
+    // runway, 81 ms after it; hence `hurry`.)
     h.marking_concurrently.store(true, Release);
     let limit = workers.map(|ws| ws.limit(helpers_for(h)));
     // How much room allocation has before it waits for us (the runway

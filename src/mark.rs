@@ -454,9 +454,11 @@ pub struct Threads<'a> {
 }
 
 /// The stack ranges of thread `t` to scan, as `f(lo, hi)` calls. `me` is the
-/// collecting thread, whose stack is scanned from `sp` (below its spilled
-/// registers); every other thread from the stack pointer its suspend handler
-/// saved, and the used part of the alternate signal stack it parked on.
+/// collecting thread, whose stack is scanned from `sp` (below the registers
+/// spilled where its collection began, `ThreadState::collect_sp`); every
+/// other thread from its interrupted stack pointer less the red zone, as its
+/// suspend handler saved it (`stopworld::park`), and the used part of the
+/// alternate signal stack it was interrupted on.
 ///
 /// Where the scan cannot start at a known stack pointer of the thread's own
 /// stack — the collector runs on an alternate signal stack (a collection from
