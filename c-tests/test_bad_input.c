@@ -95,10 +95,19 @@ static uintptr_t g_large_hidden[CANDIDATES];
  * span, 0, 2 and 4 stay live, 1 and 3 are dropped. */
 static NOINLINE void make_span_with_holes(void) {
     char *s[2 * CANDIDATES + 1];
-    for (int i = 0; i < 2 * CANDIDATES + 1; i++) {
-        s[i] = gc_alloc_noscan(SPAN_SIZE);
-        REQUIRE(s[i] != NULL);
-        REQUIRE(i == 0 || s[i] == s[i - 1] + SPAN_SIZE); /* a fresh span, lowest slots first */
+    /* Consecutive slots of one span, lowest first. A collection between two
+     * of the allocations (GCPIN_STRESS, with the sweep of a concurrent cycle
+     * still running) takes the span from this thread's cache, and the next
+     * slot comes from another span: then the run starts again. */
+    for (int attempt = 0;; attempt++) {
+        REQUIRE(attempt < 100);
+        int i = 0;
+        for (; i < 2 * CANDIDATES + 1; i++) {
+            s[i] = gc_alloc_noscan(SPAN_SIZE);
+            REQUIRE(s[i] != NULL);
+            if (i > 0 && s[i] != s[i - 1] + SPAN_SIZE) break;
+        }
+        if (i == 2 * CANDIDATES + 1) break;
     }
     for (int i = 0; i < CANDIDATES; i++) {
         CHECK_STATUS(gc_set_finalizer(s[2 * i + 1], count_fin, &g_fin_runs), GC_OK);
