@@ -553,10 +553,11 @@ impl WriteTracker {
     }
 }
 
-/// The most of the arena one protecting or scanning system call covers. A
-/// thread of the program that faults on the heap while such a call runs can
-/// wait for all of it: one call over 700 MiB (15 ms) made a request of the
-/// pause benchmark take 13 ms; 16 MiB calls take about 0.3 ms each.
+/// The most of the arena one protecting or scanning system call covers. The
+/// call holds the address-space lock for reading, and a thread of the
+/// program that needs it for writing (an `mmap`) waits for the whole call:
+/// behind one call over 700 MiB (15 ms) a request of the pause benchmark took
+/// 13 ms. A 16 MiB call takes about 0.3 ms.
 const CALL_RANGE: usize = 16 << 20;
 
 /// A `PAGEMAP_SCAN` argument over `[lo, hi)` reporting written pages into `vec`.
