@@ -730,14 +730,7 @@ pub unsafe fn mark_roots(
     // is mapped and readable: loaded segments (the loader's list is locked),
     // registered roots, the mapped parts of stacks, TLS blocks checked mapped.
     unsafe {
-        for &(lo, hi) in &loaded.segments {
-            m.scan_range(h, lo, hi);
-            drain(m);
-        }
-        h.roots.for_each(|lo, hi| {
-            m.scan_range(h, lo, hi);
-            drain(m);
-        });
+        scan_segments_and_ranges(h, m, loaded, drain);
         for &t in w.registered.iter().chain(w.forked_away.iter()) {
             if (*t).runtime_only.load(Relaxed) {
                 continue;
@@ -787,6 +780,26 @@ pub unsafe fn mark_roots(
     }
 }
 
+/// Scans the data and bss segments of `loaded`, then the ranges of
+/// `gc_add_roots` (under their lock), calling `after` after each range.
+///
+/// # Safety
+/// The segments are mapped (the loader's list is locked) and the marker may
+/// mark (as `mark`, or `mark_roots_running`).
+unsafe fn scan_segments_and_ranges(h: &Heap, m: &mut Marker, loaded: &LoadedObjects, after: impl Fn(&mut Marker)) {
+    // SAFETY: per the contract.
+    unsafe {
+        for &(lo, hi) in &loaded.segments {
+            m.scan_range(h, lo, hi);
+            after(m);
+        }
+        h.roots.for_each(|lo, hi| {
+            m.scan_range(h, lo, hi);
+            after(m);
+        });
+    }
+}
+
 /// During a concurrent mark's catch-up passes, with the world running: scans
 /// the roots that can be read safely while their owners run, so that what
 /// they reach now is marked before the final pause, which scans every root
@@ -796,9 +809,10 @@ pub unsafe fn mark_roots(
 /// the first pause found (`ThreadState::first_pause_sp`) up. That part is
 /// mapped while the thread lives, and no registered thread can exit while
 /// the cycle holds the world lock; its deeper frames, registers, TLS and
-/// alternate signal stack are left to the final pause. What these words hold may change under the scan: any value
-/// read is a possible pointer, and nothing is lost that the final pause
-/// would not find. Pushes without draining.
+/// alternate signal stack are left to the final pause. What these words
+/// hold may change under the scan: any value read is a possible pointer,
+/// and nothing is lost that the final pause would not find. Pushes without
+/// draining.
 ///
 /// # Safety
 /// The caller holds the world lock (the registry `w` is stable) and the
@@ -808,17 +822,12 @@ pub unsafe fn mark_roots_running(h: &Heap, m: &mut Marker, w: &Threads, loaded: 
     // SAFETY: per the contract, every range below stays mapped and readable
     // during the scan; the words are read as atomics.
     unsafe {
-        for &(lo, hi) in &loaded.segments {
-            m.scan_range(h, lo, hi);
-        }
-        h.roots.for_each(|lo, hi| m.scan_range(h, lo, hi));
+        scan_segments_and_ranges(h, m, loaded, |_| {});
         for &t in w.registered {
-            if (*t).runtime_only.load(Relaxed) {
-                continue;
-            }
-            let (lo, hi, sp) = ((*t).stack_lo, (*t).stack_hi, (*t).first_pause_sp.load(Relaxed));
-            if sp > lo && sp < hi {
-                m.scan_range(h, sp, hi);
+            // (0 for the runtime's own threads too: their stacks are no roots.)
+            let sp = (*t).first_pause_sp.load(Relaxed);
+            if sp != 0 {
+                m.scan_range(h, sp, (*t).stack_hi);
             }
         }
     }

@@ -43,7 +43,8 @@ pub struct ThreadState {
     pub stopped_alt_lo: AtomicUsize,
     pub stopped_alt_hi: AtomicUsize,
     /// The stack pointer on the thread stack at a concurrent cycle's first
-    /// pause (0 when it was elsewhere), set by the collector in that pause:
+    /// pause (0 when it was elsewhere, or for a `runtime_only` thread), set
+    /// by the collector in that pause:
     /// the cycle's catch-up passes scan the stack from there up while the
     /// thread runs (`mark::mark_roots_running`).
     pub first_pause_sp: AtomicUsize,
