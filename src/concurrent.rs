@@ -108,7 +108,19 @@ pub fn collect_if_wanted(h: &'static Runtime) {
     if h.current_or_register().is_none() {
         return;
     }
-    drop(h.lock_world());
+    // Until the cycle asked for has ended, not merely until the world lock
+    // is free once: the background thread may not have taken the lock yet,
+    // and this thread, taking it first, would allocate on past the runway
+    // (in `test_collect`, 64 KiB chunks of garbage grew the heap from 8 to
+    // 50-78 MiB between two cycles so). A cycle ends with `pending` cleared
+    // (also when collection is disabled, or in a forked child).
+    loop {
+        drop(h.lock_world());
+        if !h.gc_thread.pending.load(Acquire) {
+            break;
+        }
+        std::thread::yield_now();
+    }
     if h.pacer.gc_wanted.load(Relaxed) {
         request(h);
     }
@@ -253,7 +265,7 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
         // An overflow is recovered now rather than in the final pause, where
         // rescanning every marked object would take as long as a
         // stop-the-world mark (1024 MiB live: 414-640 ms).
-        m.recover_overflow_below(h, used_bytes(h) / PAGE_SIZE);
+        recover_overflow(h, m);
     }
     // 4. Catch-up passes.
     let mut passes = 0;
@@ -277,7 +289,7 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
         // SAFETY: as above.
         unsafe {
             mark::drain_all(h, m, workers, |_| {});
-            m.recover_overflow_below(h, used_bytes(h) / PAGE_SIZE);
+            recover_overflow(h, m);
         }
         if pages < FEW_WRITTEN_PAGES {
             break;
@@ -349,6 +361,19 @@ fn helpers_for(h: &Runtime) -> usize {
     }
 }
 
+/// Recovers a mark-stack overflow of the concurrent mark, with the world
+/// running, over the spans in use now (the page lock is taken only then).
+///
+/// # Safety
+/// As `Marker::recover_overflow_below` in a concurrent mark: no span is
+/// freed meanwhile.
+unsafe fn recover_overflow(h: &Runtime, m: &mut Marker) {
+    if m.overflowed {
+        // SAFETY: per the contract.
+        unsafe { m.recover_overflow_below(h, used_bytes(h) / PAGE_SIZE) };
+    }
+}
+
 /// The arena's bytes up to the page allocator's high water.
 fn used_bytes(h: &Runtime) -> usize {
     h.pages.lock().unwrap_or_else(|e| e.into_inner()).high_water * PAGE_SIZE
@@ -373,7 +398,8 @@ fn start_pause(h: &Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadState,
         // SAFETY: a record of the registry, whose thread is stopped.
         unsafe {
             let (lo, hi, sp) = ((*t).stack_lo, (*t).stack_hi, (*t).stopped_sp.load(Acquire));
-            (*t).first_pause_sp.store(if sp > lo && sp < hi { sp } else { 0 }, Relaxed);
+            let on_stack = sp > lo && sp < hi && !(*t).runtime_only.load(Relaxed);
+            (*t).first_pause_sp.store(if on_stack { sp } else { 0 }, Relaxed);
         }
     }
     drop(pa);
