@@ -12,9 +12,11 @@
 //! - `in_use` counts the used bits; `free_dirty` counts the bits set in `dirty`;
 //!   `dirty` bits are only set on pages that are not `used`.
 //! - The mark-byte side table (`marks`) has one byte per `MARK_GRANULE` bytes
-//!   of the arena, reserved with it and touched on demand; a span's mark bytes
-//!   are its pages' part of it (`Span::marks`). Like the page table it is the
-//!   runtime's own memory, outside the arena and never scanned.
+//!   of the arena, reserved with it; a span's mark bytes are its pages' part
+//!   of it (`Span::marks`), written once when the span is made, so that no
+//!   marker's store lands on the kernel's zero page (`Span::touch_marks`).
+//!   Like the page table it is the runtime's own memory, outside the arena
+//!   and never scanned.
 //! - Page 0 is never handed out: the heap's records hold the arena base, and no
 //!   word that holds it may be mistaken for a pointer to an object.
 //! - The `Heap` lives in a mapping of its own, which no cycle scans (see `HEAP`):

@@ -882,11 +882,13 @@ mod tests {
     use super::*;
     use crate::span::free_pin_bits;
     use crate::span::Span;
+    use std::sync::atomic::AtomicU8;
 
     fn span() -> Box<Span> {
         // SAFETY: all-zero is a valid Span (see span tests).
         let mut s: Box<Span> = unsafe { Box::new(std::mem::zeroed()) };
-        s.init(1 << 30, 1, 2, std::ptr::null(), 0); // class 1: 16-byte objects, 512 of them; never marked
+        let marks = Box::leak(Box::new([const { AtomicU8::new(0) }; 512])).as_ptr();
+        s.init(1 << 30, 1, 2, marks, 0); // class 1: 16-byte objects, 512 of them; never marked
         for w in 0..8 {
             s.alloc[w].store(!0, Relaxed);
         }

@@ -323,7 +323,31 @@ impl Span {
         self.pins.store(std::ptr::null_mut(), Relaxed);
         self.pin_counters.store(0, Relaxed);
         *self.specials.get_mut().unwrap_or_else(|e| e.into_inner()) = SpecialList::new();
+        self.touch_marks();
         self.state.store(SPAN_IN_USE, Release);
+    }
+
+    /// Writes (0, its value) one mark byte in each OS page of the span's
+    /// used mark bytes. The side table is reserved, not committed: a page of it
+    /// that a marker first reads is the kernel's shared zero page, and its first
+    /// store then takes a copy-on-write fault whose TLB flush interrupts every
+    /// other core running one of the process's threads (`perf` put 8% of a
+    /// GCBench run there, inside the mark). A write here maps a fresh page with
+    /// no flush, before any marker can find the span.
+    fn touch_marks(&self) {
+        const OS_PAGE: usize = 4096;
+        let first = self.marks as usize;
+        let end = first + self.nelems as usize;
+        let mut at = first;
+        while at < end {
+            // SAFETY: `first <= at < first + nelems` is inside the span's slot
+            // of the side table, whose bytes are all 0 (see `init`) and which
+            // no other thread writes before the span is published. A volatile
+            // store, because the compiler would turn an idempotent atomic
+            // read-modify-write into a load, which maps the zero page.
+            unsafe { std::ptr::write_volatile((*(at as *const AtomicU8)).as_ptr(), 0) };
+            at = (at | (OS_PAGE - 1)) + 1;
+        }
     }
 }
 
@@ -356,7 +380,12 @@ mod tests {
 
     /// A side-table slot for a one-page span (512 mark bytes), never freed.
     fn marks() -> *const AtomicU8 {
-        Box::leak(Box::new([const { AtomicU8::new(0) }; 512])).as_ptr()
+        marks_for(1)
+    }
+
+    /// A side-table slot for an `npages`-page span, never freed.
+    fn marks_for(npages: usize) -> *const AtomicU8 {
+        Vec::leak((0..npages * PAGE_SIZE / MARK_GRANULE).map(|_| AtomicU8::new(0)).collect()).as_ptr()
     }
 
     fn blank() -> Box<Span> {
@@ -375,7 +404,7 @@ mod tests {
         for c in 1..NUM_CLASSES {
             let mut s = blank();
             let npages = sizeclass::CLASS_NPAGES[c] as usize;
-            s.init(1 << 30, npages, (c << 1) as u8, std::ptr::null(), 0);
+            s.init(1 << 30, npages, (c << 1) as u8, marks_for(npages), 0);
             for off in 0..npages * PAGE_SIZE {
                 assert_eq!(s.index_of(s.base + off), off / s.elemsize, "class {c} offset {off}");
             }
@@ -387,7 +416,7 @@ mod tests {
         for c in 1..NUM_CLASSES {
             let mut s = blank();
             let npages = sizeclass::CLASS_NPAGES[c] as usize;
-            s.init(1 << 30, npages, (c << 1) as u8, std::ptr::null(), 0);
+            s.init(1 << 30, npages, (c << 1) as u8, marks_for(npages), 0);
             for i in 0..s.nelems as usize {
                 let b = s.object_base(i);
                 assert_eq!(s.index_of(b), i);
@@ -400,10 +429,47 @@ mod tests {
     #[test]
     fn word_masks_cover_exactly_nelems() {
         let mut s = blank();
-        s.init(1 << 30, 1, (size_to_class(48) << 1) as u8, std::ptr::null(), 0); // 170 objects
+        s.init(1 << 30, 1, (size_to_class(48) << 1) as u8, marks(), 0); // 170 objects
         let total: u32 = (0..BITMAP_WORDS).map(|w| s.word_mask(w).count_ones()).sum();
         assert_eq!(total, s.nelems);
         assert_eq!(s.bitmap_words(), 3);
+    }
+
+    /// Whether the page holding `addr` is mapped privately to this process
+    /// (`/proc/self/pagemap`: present, bit 63, and exclusively mapped, bit 56;
+    /// the shared zero page is neither exclusive nor a normal page).
+    #[cfg(not(miri))]
+    fn privately_mapped(addr: usize) -> bool {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open("/proc/self/pagemap").unwrap();
+        f.seek(SeekFrom::Start((addr / 4096 * 8) as u64)).unwrap();
+        let mut e = [0u8; 8];
+        f.read_exact(&mut e).unwrap();
+        let e = u64::from_le_bytes(e);
+        e >> 63 & 1 == 1 && e >> 56 & 1 == 1
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "reads /proc/self/pagemap")]
+    fn init_maps_the_mark_bytes_before_a_marker_stores_to_them() {
+        // A reserved side table read before it is written: its pages are the
+        // zero page, where a marker's first store would fault and flush.
+        let pages = 3;
+        let table = crate::os::reserve(pages * 4096).unwrap();
+        for p in 0..pages {
+            // SAFETY: inside the reservation just made, readable.
+            unsafe { std::ptr::read_volatile((table + p * 4096) as *const u8) };
+        }
+        assert!(!privately_mapped(table), "the reservation should start on the zero page");
+        // A one-page span of 16-byte objects (512 mark bytes) at the end of
+        // the first page, so its bytes straddle two pages; the third page is
+        // outside every span and stays as it was.
+        let mut s = blank();
+        s.init(1 << 30, 1, (size_to_class(16) << 1) as u8, (table + 4096 - 100) as *const AtomicU8, 0);
+        assert_eq!(s.nelems, 512);
+        assert!(privately_mapped(table) && privately_mapped(table + 4096));
+        assert!(!privately_mapped(table + 2 * 4096));
+        assert!((0..512).all(|i| !s.is_marked(i)));
     }
 
     #[test]
