@@ -59,6 +59,12 @@ pub struct Span {
     pub elemsize: usize,
     pub nelems: u32,
     pub div_magic: u32,
+    /// The span's slot of the heap's mark-byte side table: byte `idx` is
+    /// object `idx`'s mark (see the top of this file). The fields a marker
+    /// reads for every pointer it finds (`base` .. `marks`, and the first
+    /// alloc words) share the record's first cache line: in a heap marked in
+    /// random order each line of the record is a miss of its own.
+    pub marks: *const AtomicU8,
     /// `size_class << 1 | noscan`; size class 0 is a large object.
     pub spanclass: u8,
     pub state: AtomicU8,
@@ -74,9 +80,6 @@ pub struct Span {
     /// the difference to the alloc bits is what was allocated since.
     pub swept_count: u32,
     pub alloc: [AtomicU64; BITMAP_WORDS],
-    /// The span's slot of the heap's mark-byte side table: byte `idx` is
-    /// object `idx`'s mark (see the top of this file).
-    pub marks: *const AtomicU8,
     /// Sweep generation [Go: mspan.sweepgen]: equal to the heap's when the
     /// span is swept, one less while a thread sweeps it, two less when it
     /// waits for the sweep that follows a concurrent cycle (see `sweep`).
