@@ -65,6 +65,22 @@ pub fn reserve_arena(bytes: usize) -> Option<usize> {
     reserve(bytes)
 }
 
+/// Makes the pages of `[addr, addr+len)` resident and writable in one call
+/// (`MADV_POPULATE_WRITE`, Linux 5.14), instead of a fault at the first
+/// write to each. A hint: on an older kernel nothing happens.
+pub fn populate(addr: usize, len: usize) {
+    const MADV_POPULATE_WRITE: i32 = 23;
+    // SAFETY: callers pass page-aligned ranges inside a reservation made by
+    // `reserve`, which are private, anonymous and writable; populating one
+    // changes no byte of it.
+    #[cfg(not(miri))]
+    unsafe {
+        libc::madvise(addr as *mut libc::c_void, len, MADV_POPULATE_WRITE);
+    }
+    #[cfg(miri)]
+    let _ = (addr, len);
+}
+
 /// Gives the physical pages of `[addr, addr+len)` back to the OS. The range stays
 /// reserved and reads as zeros afterwards (`MADV_DONTNEED` on private anonymous
 /// memory).

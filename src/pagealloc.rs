@@ -25,6 +25,9 @@ pub struct PageAlloc {
     pub free_dirty: usize,
     /// No free page below this index.
     hint: usize,
+    /// Pages below this index were populated ahead of their first use
+    /// (`populate_ahead`); at least `high_water`.
+    pub populated: usize,
     /// When surplus pages were last considered for release (`os::nanotime`);
     /// the pace of automatic releases counts from here (see `gc`).
     pub scavenged_at_ns: u64,
@@ -58,8 +61,17 @@ impl PageAlloc {
         let bytes = npages.div_ceil(64) * 8;
         let used = os::reserve(bytes)? as *mut u64;
         let dirty = os::reserve(bytes)? as *mut u64;
-        let mut pa =
-            PageAlloc { used, dirty, npages, high_water: 1, in_use: 0, free_dirty: 0, hint: 1, scavenged_at_ns: 0 };
+        let mut pa = PageAlloc {
+            used,
+            dirty,
+            npages,
+            high_water: 1,
+            in_use: 0,
+            free_dirty: 0,
+            hint: 1,
+            populated: 1,
+            scavenged_at_ns: 0,
+        };
         set_bit(pa.used, 0, true); // page 0 is reserved, see the invariants
         pa.in_use = 0;
         Some(pa)
