@@ -354,15 +354,22 @@ impl Heap {
             self.table_entry(p).store(s as usize, Release);
         }
         self.spans_in_use.fetch_add(1, Relaxed);
-        // A span past the pages populated so far: populate up to it and
-        // `POPULATE_AHEAD_PAGES` beyond, outside the lock.
+        // A small-object span past the pages populated so far: populate up
+        // to it and `POPULATE_AHEAD_PAGES` beyond, outside the lock. A large
+        // object's pages stay unpopulated, committed as the program touches
+        // them, as with malloc (a sparse 40 GiB array must not be made
+        // resident); the pages ahead are populated by the next small span.
         let populate = (start + npages > pa.populated).then(|| {
             let from = pa.populated.max(start);
+            if spanclass >> 1 == 0 {
+                pa.populated = start + npages;
+                return None;
+            }
             pa.populated = (start + npages + POPULATE_AHEAD_PAGES).min(pa.npages);
-            (from, pa.populated)
+            Some((from, pa.populated))
         });
         drop(pa);
-        if let Some((from, to)) = populate {
+        if let Some(Some((from, to))) = populate {
             os::populate(self.arena_lo + from * PAGE_SIZE, (to - from) * PAGE_SIZE);
         }
         zero_dirty_pages(self.arena_lo, start, dirty);
@@ -544,15 +551,22 @@ mod tests {
         // Spans inside the populated pages populate nothing more.
         let t = h.alloc_span(8, 2).unwrap();
         assert_eq!(h.pages.lock().unwrap().populated, 2 + POPULATE_AHEAD_PAGES);
-        // A span that runs past them populates from where they end.
-        let u = h.alloc_span(POPULATE_AHEAD_PAGES, 0).unwrap();
+        // A large object past them: its pages are not populated (only the
+        // ones that were ahead already are resident).
+        let big = 4 * POPULATE_AHEAD_PAGES;
+        let u = h.alloc_span(big, 0).unwrap();
         // SAFETY: as above.
-        let end = unsafe { (*u).base + (*u).npages * PAGE_SIZE };
-        assert_eq!(h.pages.lock().unwrap().populated, (end - h.arena_lo) / PAGE_SIZE + POPULATE_AHEAD_PAGES);
-        let past = os_pages(POPULATE_AHEAD_PAGES);
-        assert_eq!(resident(end, past), past);
+        let (u_lo, u_end) = unsafe { ((*u).base, (*u).base + (*u).npages * PAGE_SIZE) };
+        assert_eq!(h.pages.lock().unwrap().populated, (u_end - h.arena_lo) / PAGE_SIZE);
+        assert!(resident(u_lo, os_pages(big)) <= ahead, "a large object is committed as it is touched");
+        // The next small span populates from its own first page.
+        let v = h.alloc_span(1, 2).unwrap();
+        // SAFETY: as above.
+        let v_lo = unsafe { (*v).base };
+        assert_eq!(v_lo, u_end);
+        assert_eq!(resident(v_lo, ahead), ahead);
         let mut pa = h.pages.lock().unwrap();
-        for s in [s, t, u] {
+        for s in [s, t, u, v] {
             // SAFETY: no object is allocated in them and nobody else knows them.
             unsafe { h.free_span(s, &mut pa) };
         }
