@@ -19,6 +19,7 @@
 
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering::*};
 
+use crate::heap::STOP_WANTED;
 use crate::os;
 use crate::threads::{current, sig_suspend, ThreadState, World, SAVED_REGS};
 
@@ -182,6 +183,7 @@ pub fn stop_the_world(world: &mut World, me: *mut ThreadState) {
         // SAFETY: nanosleep reads the timespec we own; an early wake-up is fine.
         unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
     }
+    STOP_WANTED.store(true, Relaxed);
     let seq = STOP_SEQ.fetch_add(1, SeqCst) + 1;
     debug_assert!(seq & 1 == 1);
     signal_unacked(world, me, seq);
@@ -266,6 +268,7 @@ fn free_gone() {
 /// of threads the stop found gone.
 pub fn start_the_world() {
     LAST_RESTART_NS.store(os::nanotime(), Relaxed);
+    STOP_WANTED.store(false, Relaxed);
     STOP_SEQ.fetch_add(1, SeqCst);
     os::futex_wake(&STOP_SEQ, i32::MAX);
     loop {
