@@ -83,7 +83,6 @@ pub enum FindError {
     NotAllocated,
 }
 
-/// Off-heap storage for span records.
 /// When the heap first grows into the arena's untouched pages, they are made
 /// resident this many (512 KiB) at a time, in one system call, rather than
 /// by one page fault at the first write to each 4 KiB. GCBench trees, whose
@@ -100,11 +99,9 @@ const POPULATE_PIECE: usize = 64 << 10;
 
 /// Set from the start of a stop of the world to the restart (by
 /// `stopworld`). A thread inside the runtime defers its stop until it leaves,
-/// so long work there (populating pages) checks it and cuts itself short: a
-/// stop then waits at most one piece, not the whole (populating 512 KiB in
-/// one call made the longest concurrent pause of the pause benchmark at 256
-/// MiB 1.5-1.7 ms instead of 0.7-0.9 ms; a system call finishes before the
-/// thread sees the signal).
+/// and a system call ends before its thread sees the signal, so long work
+/// there (populating pages) checks it and cuts itself short: a stop then
+/// waits for one piece at most, not for the whole 512 KiB.
 pub static STOP_WANTED: AtomicBool = AtomicBool::new(false);
 
 /// Populates `[lo, hi)` (page-aligned) piece by piece (`os::populate`),
@@ -119,6 +116,7 @@ fn populate_unless_stopping(lo: usize, hi: usize) {
     }
 }
 
+/// Off-heap storage for span records.
 pub static SPAN_POOL: FixAlloc = FixAlloc::new(std::mem::size_of::<Span>());
 
 /// The heap: the arena, its pages and spans, and the state every allocation

@@ -25,8 +25,9 @@ pub struct PageAlloc {
     pub free_dirty: usize,
     /// No free page below this index.
     hint: usize,
-    /// Pages below this index were populated ahead of their first use
-    /// (`populate_ahead`); at least `high_water`.
+    /// Pages below this index were populated, or left to fault in for a
+    /// large object, when the heap first grew into them (`Heap::alloc_span`,
+    /// `POPULATE_AHEAD_PAGES`); at least `high_water`.
     pub populated: usize,
     /// When surplus pages were last considered for release (`os::nanotime`);
     /// the pace of automatic releases counts from here (see `gc`).
