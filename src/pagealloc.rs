@@ -189,6 +189,37 @@ impl PageAlloc {
         released
     }
 
+    /// Calls `f(first, end)` for each run of used pages below the high-water
+    /// mark, ascending, where runs less than `min_gap` free pages apart count
+    /// as one (the free pages between them included). Page 0, never handed
+    /// out, counts as used.
+    pub fn used_runs(&self, min_gap: usize, mut f: impl FnMut(usize, usize)) {
+        let mut run: Option<(usize, usize)> = None;
+        let mut p = 0;
+        while p < self.high_water {
+            // Whole free words at a time.
+            // SAFETY: p < high_water <= npages: word p / 64 exists.
+            if p.is_multiple_of(64) && unsafe { *self.used.add(p / 64) } == 0 {
+                p += 64;
+                continue;
+            }
+            if bit(self.used, p) {
+                run = match run {
+                    Some((first, end)) if p - end < min_gap => Some((first, p + 1)),
+                    Some((first, end)) => {
+                        f(first, end);
+                        Some((p, p + 1))
+                    }
+                    None => Some((p, p + 1)),
+                };
+            }
+            p += 1;
+        }
+        if let Some((first, end)) = run {
+            f(first, end);
+        }
+    }
+
     /// Free pages below the high-water mark that were given back to the OS.
     pub fn released_pages(&self) -> usize {
         self.high_water - 1 - self.in_use - self.free_dirty
@@ -255,6 +286,34 @@ mod tests {
         }
         assert!(pa.alloc(2000, lo).is_none(), "a run larger than the arena fails");
         assert_eq!(pa.in_use, 102);
+    }
+
+    #[test]
+    fn used_runs_merge_short_gaps_and_skip_long_ones() {
+        let (lo, mut pa) = arena(4096);
+        let runs = |pa: &PageAlloc, gap| {
+            let mut v = vec![];
+            pa.used_runs(gap, |a, b| v.push((a, b)));
+            v
+        };
+        assert_eq!(runs(&pa, 8), vec![(0, 1)], "nothing used but page 0, which is never handed out");
+        let (a, _) = pa.alloc(10, lo).unwrap(); // 1..11
+        let (b, _) = pa.alloc(200, lo).unwrap(); // 11..211
+        let (c, _) = pa.alloc(3, lo).unwrap(); // 211..214
+        let (d, _) = pa.alloc(1, lo).unwrap(); // 214
+        assert_eq!((a, b, c, d), (1, 11, 211, 214));
+        pa.free(b, 200);
+        pa.free(d, 1);
+        // Used: 0..11 and 211..214; free 11..211 (200 pages) and 214.
+        assert_eq!(runs(&pa, 8), vec![(0, 11), (211, 214)]);
+        assert_eq!(runs(&pa, 200), vec![(0, 11), (211, 214)], "a gap of exactly min_gap splits");
+        assert_eq!(runs(&pa, 201), vec![(0, 214)], "a shorter gap joins");
+        // A run that ends at a word boundary, a wholly free word, a run after.
+        let (e, _) = pa.alloc(150, lo).unwrap(); // 11..161: reuses the gap
+        assert_eq!(e, 11);
+        pa.free(64, 64); // free 64..128
+        assert_eq!(runs(&pa, 8), vec![(0, 64), (128, 161), (211, 214)]);
+        assert_eq!(runs(&pa, 60), vec![(0, 64), (128, 214)], "the 64-page gap splits, the 50-page one joins");
     }
 
     #[test]
