@@ -184,6 +184,80 @@ TEST_TIMEOUT(a_handler_that_interrupts_the_first_call_waiting_to_register_is_ser
     if (atomic_load(&reg_done)) pthread_join(reg_thread, NULL);
 }
 
+/* The runtime's threads start with the program's signals blocked. A fast
+ * timer's SIGALRM, process-directed, goes to any thread that does not block
+ * it, and while the main thread runs the handler (which blocks SIGALRM there)
+ * that can be a marker thread the first collection has just created. A
+ * handler run on it, before its first lines blocked the signals, called
+ * gc_alloc, waited for the world lock the collecting thread held, and that
+ * thread waited for the marker: a hang. Each child process creates its
+ * marker threads at its first collection of a heap of over 1 MiB. */
+enum { SPAWN_CHILDREN = 40 };
+
+typedef struct snode {
+    struct snode *next;
+    char pad[48];
+} snode;
+
+static void alloc_only_in_handler(int sig) {
+    (void)sig;
+    int saved = errno;
+    void *p = gc_alloc(48);
+    if (p != NULL) memset(p, 0x5A, 48);
+    errno = saved;
+}
+
+static NOINLINE void spawn_child(void) {
+    on_signal(SIGALRM, alloc_only_in_handler, SA_RESTART);
+    /* In a reduced run (`check_size`: GCPIN_STRESS=1, valgrind) every handler
+     * call may collect, and a 20 us period would never let the program run. */
+    start_timer(check_size(100) < 100 ? 2000 : 20);
+    /* Over 1 MiB in few allocations (the test runs under GCPIN_STRESS=1 too). */
+    char *big = gc_alloc_noscan(2 << 20);
+    if (big == NULL) _exit(2);
+    big[0] = 1;
+    snode *head = NULL;
+    for (int i = 0; i < 100; i++) {
+        snode *n = gc_alloc(sizeof *n);
+        if (n == NULL) _exit(2);
+        n->next = head;
+        head = n;
+    }
+    gc_collect(); /* starts the marker threads: the heap is over 1 MiB */
+    gc_collect();
+    stop_timer();
+    escape(head);
+    escape(big);
+    _exit(0);
+}
+
+TEST_TIMEOUT(runtime_threads_start_with_the_programs_signals_blocked, 120) {
+    int hung = 0, failed = 0;
+    for (int c = 0; c < SPAWN_CHILDREN; c++) {
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) spawn_child();
+        int status = 0;
+        bool killed = false;
+        double end = check_now() + 10.0;
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+            if (check_now() > end) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+                killed = true;
+                break;
+            }
+            sleep_ms(1);
+        }
+        if (killed)
+            hung++;
+        else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            failed++;
+    }
+    CHECKF(hung == 0, "%d of %d children hung at their first collections", hung, SPAWN_CHILDREN);
+    CHECK_EQ(failed, 0);
+}
+
 /* The status has its own text. */
 TEST(would_deadlock_status_has_a_description) {
     CHECK(strstr(gc_strerror(GC_ERR_WOULD_DEADLOCK), "signal handler") != NULL);

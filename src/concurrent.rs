@@ -162,7 +162,7 @@ fn ensure_thread(h: &'static Runtime) -> bool {
     if h.gc_thread.started.swap(true, AcqRel) {
         return true;
     }
-    let spawned = std::thread::Builder::new().name("gcpin-gc".into()).spawn(move || {
+    let spawned = threads::spawn_runtime_thread(std::thread::Builder::new().name("gcpin-gc".into()), move || {
         // The program's signals go to its own threads (a handler here would
         // run holding the world lock); the suspend signal still stops us.
         threads::block_signals_but(h.config.sig_suspend);

@@ -37,22 +37,23 @@ pub fn ensure_thread(h: &'static Heap, world: &'static WorldLock<World>) {
         return;
     }
     let sig_suspend = h.config.sig_suspend;
-    let spawned = std::thread::Builder::new().name("gcpin-finalizer".into()).spawn(move || {
-        // The program's process-directed signals (a timer's SIGALRM) go to its
-        // own threads: a handler that calls gcpin here, while this thread
-        // registers (before its record exists to refuse the call), would wait
-        // for the world lock this thread holds. The suspend signal still stops it.
-        threads::block_signals_but(sig_suspend);
-        if threads::register(h, world).is_none() {
-            return;
-        }
-        loop {
-            let seq = h.finq.seq().load(Acquire);
-            if h.finq.on_demand.load(Acquire) || run_queued(h, world, usize::MAX) == 0 {
-                os::futex_wait(h.finq.seq(), seq, None);
+    let spawned =
+        threads::spawn_runtime_thread(std::thread::Builder::new().name("gcpin-finalizer".into()), move || {
+            // The program's process-directed signals (a timer's SIGALRM) go to its
+            // own threads: a handler that calls gcpin here, while this thread
+            // registers (before its record exists to refuse the call), would wait
+            // for the world lock this thread holds. The suspend signal still stops it.
+            threads::block_signals_but(sig_suspend);
+            if threads::register(h, world).is_none() {
+                return;
             }
-        }
-    });
+            loop {
+                let seq = h.finq.seq().load(Acquire);
+                if h.finq.on_demand.load(Acquire) || run_queued(h, world, usize::MAX) == 0 {
+                    os::futex_wait(h.finq.seq(), seq, None);
+                }
+            }
+        });
     if spawned.is_err() {
         // No thread: finalizers still run through gc_run_finalizers.
         h.finq.forget_thread();

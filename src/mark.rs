@@ -903,10 +903,10 @@ impl MarkWorkers {
             let number = self.threads.load(Relaxed) + 1;
             // No job runs: every thread started sees this epoch as its last.
             let epoch = self.epoch.load(Acquire);
-            let spawned = std::thread::Builder::new()
-                .name(format!("gcpin-mark{number}"))
-                .stack_size(256 << 10)
-                .spawn(move || self.thread_main(number, epoch));
+            let spawned = crate::threads::spawn_runtime_thread(
+                std::thread::Builder::new().name(format!("gcpin-mark{number}")).stack_size(256 << 10),
+                move || self.thread_main(number, epoch),
+            );
             if spawned.is_err() {
                 break;
             }

@@ -179,6 +179,12 @@ pub fn runtime() -> &'static Runtime {
 
 #[cold]
 fn runtime_slow() -> &'static Runtime {
+    // The program's signals wait until the runtime exists: a handler that
+    // interrupted the first call here and called gcpin itself would wait for
+    // the init lock its own thread holds (a fast timer's SIGALRM did, in
+    // `test_signal_handlers`). The handler runs when the mask is restored,
+    // and is served.
+    let _held = threads::HeldSignals::new();
     let _g = RUNTIME_INIT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(rt) = runtime_if_exists() {
         return rt;

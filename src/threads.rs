@@ -477,12 +477,27 @@ pub fn register(h: &'static Heap, world: &'static WorldLock<World>) -> Option<*m
     Some(ts)
 }
 
+/// Starts one of the runtime's own threads (a marker, the finalizer thread,
+/// the background collector) with the program's signals blocked from its
+/// first instruction: they are blocked on the calling thread around the
+/// spawn, and a new thread starts with its creator's mask. (Blocking them
+/// in the new thread's own first lines left a window: a process-directed
+/// signal, a timer's SIGALRM, could be handed to the new thread there, and a
+/// handler that calls gcpin then waited for the world lock while the thread
+/// that held it waited for this one, a marker, to join the mark:
+/// `test_signal_handlers` hung so under load.) The thread then sets the mask
+/// it keeps itself.
+pub fn spawn_runtime_thread(b: std::thread::Builder, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    let _held = HeldSignals::new();
+    b.spawn(f).map(drop)
+}
+
 /// The calling thread's signals, but the suspend signal and the faults,
 /// blocked until the value is dropped, which restores the mask it found.
-struct HeldSignals(libc::sigset_t);
+pub struct HeldSignals(libc::sigset_t);
 
 impl HeldSignals {
-    fn new() -> HeldSignals {
+    pub fn new() -> HeldSignals {
         HeldSignals(block_signals_except(&[
             sig_suspend(),
             libc::SIGSEGV,
