@@ -379,7 +379,6 @@ unsafe fn recover_overflow(h: &Runtime, m: &mut Marker) {
     }
 }
 
-/// The arena's bytes up to the page allocator's high water.
 /// Runs of free pages at least this long are not protected at a cycle's
 /// start (see `cycle`). GCBench trees under `GCPIN_CONCURRENT=1`, 4
 /// interleaved runs each: the program thread's `exc_page_fault` samples
@@ -411,6 +410,7 @@ fn protect_used_runs(h: &Runtime, t: &WriteTracker) -> Result<(), crate::writetr
     Ok(())
 }
 
+/// The arena's bytes up to the page allocator's high water.
 fn used_bytes(h: &Runtime) -> usize {
     h.pages.lock().unwrap_or_else(|e| e.into_inner()).high_water * PAGE_SIZE
 }
