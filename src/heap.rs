@@ -381,17 +381,18 @@ impl Heap {
         // object's pages stay unpopulated, committed as the program touches
         // them, as with malloc (a sparse 40 GiB array must not be made
         // resident); the pages ahead are populated by the next small span.
-        let populate = (start + npages > pa.populated).then(|| {
+        let mut populate = None;
+        if start + npages > pa.populated {
             let from = pa.populated.max(start);
             if spanclass >> 1 == 0 {
                 pa.populated = start + npages;
-                return None;
+            } else {
+                pa.populated = (start + npages + POPULATE_AHEAD_PAGES).min(pa.npages);
+                populate = Some((from, pa.populated));
             }
-            pa.populated = (start + npages + POPULATE_AHEAD_PAGES).min(pa.npages);
-            Some((from, pa.populated))
-        });
+        }
         drop(pa);
-        if let Some(Some((from, to))) = populate {
+        if let Some((from, to)) = populate {
             populate_unless_stopping(self.arena_lo + from * PAGE_SIZE, self.arena_lo + to * PAGE_SIZE);
         }
         zero_dirty_pages(self.arena_lo, start, dirty);

@@ -70,10 +70,9 @@ pub fn reserve_arena(bytes: usize) -> Option<usize> {
 /// write to each. A hint: on an older kernel nothing happens.
 pub fn populate(addr: usize, len: usize) {
     const MADV_POPULATE_WRITE: i32 = 23;
-    // SAFETY: callers pass page-aligned ranges inside a reservation made by
-    // `reserve`, which are private, anonymous and writable; populating one
-    // changes no byte of it.
     #[cfg(not(miri))]
+    // SAFETY: callers pass page-aligned ranges inside a reservation made by
+    // `reserve` (private, anonymous, writable); populating changes no byte.
     unsafe {
         libc::madvise(addr as *mut libc::c_void, len, MADV_POPULATE_WRITE);
     }

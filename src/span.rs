@@ -343,12 +343,11 @@ impl Span {
         let end = first + self.nelems as usize;
         let mut at = first;
         while at < end {
-            // SAFETY: `first <= at < first + nelems` is inside the span's slot
-            // of the side table, whose bytes are all 0 (see `init`) and which
-            // no other thread writes before the span is published. A volatile
-            // store, because the compiler would turn an idempotent atomic
+            // A volatile store: the compiler turns an idempotent atomic
             // read-modify-write into a load, which maps the zero page.
-            unsafe { std::ptr::write_volatile((*(at as *const AtomicU8)).as_ptr(), 0) };
+            // SAFETY: `first <= at < end` is in the span's slot of the side
+            // table, all 0 (see `init`), unseen by others until published.
+            unsafe { std::ptr::write_volatile(at as *mut u8, 0) };
             at = (at | (OS_PAGE - 1)) + 1;
         }
     }
