@@ -69,7 +69,7 @@ use crate::roots::{self, LoadedObjects};
 use crate::runtime::{Runtime, Tracking};
 use crate::sizeclass::PAGE_SIZE;
 use crate::stopworld::{start_the_world, stop_the_world, with_spilled_registers};
-use crate::threads::{self, ThreadState, World};
+use crate::threads::{self, InRuntime, ThreadState, World};
 use crate::worldlock::WorldGuard;
 use crate::writetrack::WriteTracker;
 
@@ -139,13 +139,24 @@ pub fn collect_stress(h: &'static Runtime) {
 
 /// Asks the background thread for a concurrent cycle. False when one was
 /// already asked for and has not ended: the caller is past the goal that
-/// cycle set (`Pacer::start_concurrent`) and should wait for it.
+/// cycle set (`Pacer::start_concurrent`) and should wait for it; also when
+/// the background thread cannot be started.
+///
+/// From setting `pending` to waking the background thread, the caller is
+/// inside the runtime. A signal handler that interrupted it between the two
+/// and called gcpin would otherwise see the cycle asked for, and wait for it
+/// to end, while the wake that starts it waits for the handler to return
+/// (`test_signal_handlers` hung so, 6 times in 21 runs on a loaded host): it
+/// is refused instead (`threads::reentered`).
 fn request(h: &'static Runtime) -> bool {
-    if h.gc_thread.pending.swap(true, AcqRel) {
+    // Started first, outside the runtime: a new thread's first look at
+    // `pending` finds it unset and it waits for the wake below.
+    if !ensure_thread(h) {
         return false;
     }
-    if !ensure_thread(h) {
-        h.gc_thread.pending.store(false, Release);
+    let Some(ts) = h.current_or_register() else { return false };
+    let _inside = InRuntime::enter(ts);
+    if h.gc_thread.pending.swap(true, AcqRel) {
         return false;
     }
     // Until the cycle ends, allocation runs on towards a goal farther out,
