@@ -6,7 +6,8 @@
 #   make test       cargo fmt --check, cargo clippy, cargo test + every C test in c-tests/ (three
 #                   times: normally, under GCPIN_STRESS=$(STRESS_N), and under GCPIN_CONCURRENT=1,
 #                   where automatic cycles mark concurrently) + the libgc drop-in checks (w3m on
-#                   libgc and on gcpin's libgc.so.1); ends with one "N passed, N failed" line
+#                   libgc and on gcpin's libgc.so.1); lists the failures, then ends with one
+#                   "N passed, N failed" line
 #   make stress     the long runs: the C suite with a collection at every allocation (also
 #                   with GCPIN_CONCURRENT=1), the model test with 10^6 operations (also with
 #                   GCPIN_CONCURRENT=1) (scripts/stress.sh)
@@ -127,7 +128,7 @@ lint:
 	echo "$$lp $$lf" >build/lint.counts; [ "$$lf" -eq 0 ]
 
 test: deps lib header-check c-tests
-	@mkdir -p build; rc=0; \
+	@mkdir -p build; rc=0; rm -f build/*.counts.failures; \
 	$(MAKE) --no-print-directory lint || rc=1; \
 	$(CARGO_TEST) 2>&1 | tee build/cargo-test.log; cargo_rc=$${PIPESTATUS[0]}; \
 	read -r cp cf < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { \
@@ -147,6 +148,11 @@ test: deps lib header-check c-tests
 	read -r p1 f1 < build/c-tests.counts; read -r p2 f2 < build/c-tests-stress.counts; \
 	read -r p3 f3 < build/libgc-dropin.counts; read -r p4 f4 < build/lint.counts; \
 	read -r p5 f5 < build/c-tests-concurrent.counts; \
+	{ grep -E '^test .* FAILED$$' build/cargo-test.log | sed 's/^/cargo test: /'; \
+	  cat build/c-tests.counts.failures build/c-tests-stress.counts.failures \
+	      build/c-tests-concurrent.counts.failures 2>/dev/null; \
+	  grep -E 'FAIL' build/libgc-dropin.log | sed 's/^/libgc-dropin: /'; } >build/failures.log; \
+	if [ -s build/failures.log ]; then echo "== failures:"; sed 's/^/  /' build/failures.log; fi; \
 	echo "$$((cp + p1 + p2 + p3 + p4 + p5)) passed, $$((cf + f1 + f2 + f3 + f4 + f5)) failed"; \
 	exit $$rc
 

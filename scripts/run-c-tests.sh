@@ -6,7 +6,9 @@
 #   run-c-tests.sh [--label L] [--counts FILE] BINARY...
 #
 # --label L      printed in the headline and the summary ("stress", ...)
-# --counts FILE  also writes "PASSED FAILED" to FILE (for make test's total)
+# --counts FILE  also writes "PASSED FAILED" to FILE (for make test's total),
+#                and the failures' lines to FILE.failures (make test repeats
+#                them above its total, where a cut log still shows them)
 #
 # A binary that dies without its summary line, or whose exit status disagrees
 # with its summary, counts as one more failure. Exit status: 0 when nothing
@@ -27,7 +29,8 @@ done
 passed=0
 failed=0
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+failures=$(mktemp)
+trap 'rm -f "$out" "$failures"' EXIT
 
 echo "== $label: $# binaries${GCPIN_STRESS:+ (GCPIN_STRESS=$GCPIN_STRESS)}${GCPIN_CONCURRENT:+ (GCPIN_CONCURRENT=$GCPIN_CONCURRENT)}"
 for bin in "$@"; do
@@ -38,9 +41,11 @@ for bin in "$@"; do
     rc=$?
     secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
     sed -n -E "s/^(ok|FAIL) /  $name: \1 /p" "$out"
+    awk -v at="$label: $name: " '/^FAIL / { print at $0 }' "$out" >>"$failures"
     summary=$(grep -E '^check: [0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
     if [ -z "$summary" ]; then
         echo "  $name: FAIL (no summary line; exit status $rc)"
+        echo "$label: $name: FAIL (no summary line; exit status $rc)" >>"$failures"
         sed 's/^/    | /' "$out" | tail -n 20
         failed=$((failed + 1))
         continue
@@ -52,6 +57,7 @@ for bin in "$@"; do
     expect=$((f > 100 ? 100 : f))
     if [ "$rc" -ne "$expect" ]; then
         echo "  $name: FAIL (exit status $rc, but $f failures reported)"
+        echo "$label: $name: FAIL (exit status $rc, but $f failures reported)" >>"$failures"
         failed=$((failed + 1))
     fi
     echo "  $name: $p passed, $f failed (${secs} s)"
@@ -59,5 +65,6 @@ done
 echo "== $label: $passed passed, $failed failed"
 if [ -n "$counts" ]; then
     echo "$passed $failed" >"$counts"
+    cp "$failures" "$counts.failures"
 fi
 [ "$failed" -eq 0 ]
