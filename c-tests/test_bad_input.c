@@ -170,11 +170,13 @@ static void make_fixtures(void) {
     g_exact2 = gc_alloc(EXACT);
     g_large_odd = gc_alloc(40000);
     g_large_exact = gc_alloc(65536);
-    g_after_large = gc_alloc_noscan(3 * 8192);
+    g_after_large = gc_alloc(3 * 8192);
     REQUIRE(g_good1 && g_good2 && g_obj40 && g_obj40_next && g_exact1 && g_exact2 && g_large_odd && g_large_exact &&
             g_after_large);
     REQUIRE(g_exact2 == g_exact1 + EXACT); /* a fresh span, lowest slots first */
-    /* Nothing was freed yet: pages are handed out in address order. */
+    /* Nothing was freed yet: pages are handed out in address order (to
+     * spans of one kind: scanned and noscan spans keep to chunks of their
+     * own). */
     REQUIRE(g_after_large == g_large_exact + 65536);
     /* The span of weak handles exists before anything is freed, so the
      * handles the rows make never take the freed pages. */

@@ -7,9 +7,12 @@
 //! registered thread that holds no pointer of the program's) and goes on. That
 //! thread holds the world lock for the whole cycle and runs:
 //!
-//! 1. protect the runs of used pages of the arena (the world running: a
-//!    write after this is tracked; a page left unprotected counts as written,
-//!    so the free pages the program allocates into meanwhile need no fault);
+//! 1. protect the runs of used pages of the arena in the chunks that hold
+//!    scan spans (`pagealloc`: noscan spans, the I/O buffers, keep to chunks
+//!    of their own, which are never protected, scanned or faulted on) (the
+//!    world running: a write after this is tracked; a page left unprotected
+//!    counts as written, so the free pages the program allocates into
+//!    meanwhile need no fault);
 //! 2. a short stop: the roots that change fastest — data and bss segments,
 //!    added ranges, stacks, registers, TLS — are scanned onto the mark stack;
 //! 3. with the world started again, a quarter of the markers (at least
@@ -251,14 +254,15 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
     gc::run_start_callback();
     let workers = gc::workers_for_cycle(h);
     let t_start = os::nanotime();
-    // 1. Protect what holds objects: the runs of used pages below the page
-    // allocator's high water now. Pages above it, and runs of free pages
-    // (`PROTECT_MIN_GAP` or more), are left unprotected: a page never
+    // 1. Protect what holds objects the mark scans: the runs of used pages
+    // below the page allocator's high water now, in chunks that hold scan
+    // spans (`scan_pieces`). Pages above it, chunks of noscan spans, and runs
+    // of free pages (`PROTECT_MIN_GAP` or more), are left unprotected: a page never
     // protected counts as written (`writetrack`), so the first catch-up
     // pass (which protects what it reports) or the final stop scans what
     // the program allocated there meanwhile, and the program's first
     // writes to those pages, the ones it allocates into, do not fault.
-    let mut tracking_lost = protect_used_runs(h, t).is_err();
+    let mut tracking_lost = protect_scan_runs(h, t).is_err();
     // 2. The short stop.
     let start_pause_ns = roots::with_loaded_objects(|loaded| start_pause(h, w, me, loaded));
     // 3. Mark with the world running, on a quarter of the markers or all
@@ -296,12 +300,22 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
             // around us, and no span is freed (`marking_concurrently`).
             unsafe { mark::mark_roots_running(h, m, &all, loaded) };
         });
-        let r = t.take_written(h.arena_lo, used_bytes(h), |lo, hi| {
-            // SAFETY: as for the drain above.
-            unsafe { mark::push_written(h, m, lo, hi) };
-        });
-        tracking_lost = r.is_err();
-        let pages = r.unwrap_or(0);
+        let mut pieces = [(0usize, 0usize); SCAN_MAX_PIECES];
+        let n = scan_pieces(h, &h.pages.lock().unwrap_or_else(|e| e.into_inner()), &mut pieces);
+        let mut pages = 0;
+        for &(lo, hi) in &pieces[..n] {
+            let r = t.take_written(lo, hi - lo, |lo, hi| {
+                // SAFETY: as for the drain above.
+                unsafe { mark::push_written(h, m, lo, hi) };
+            });
+            match r {
+                Ok(p) => pages += p,
+                Err(_) => {
+                    tracking_lost = true;
+                    break;
+                }
+            }
+        }
         // SAFETY: as above.
         unsafe {
             mark::drain_all(h, m, workers, |_| {});
@@ -317,7 +331,8 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
     h.marking_concurrently.store(false, Release);
     let mark_ns = os::nanotime() - t_start;
     h.stats.mark_concurrent_ns.fetch_add(mark_ns, Relaxed);
-    // 5. The final stop. Every marker takes chunks of the written pages.
+    // 5. The final stop. Every marker takes pieces of the scan runs and the
+    // written pages in them.
     let lost = AtomicBool::new(tracking_lost);
     let mut finish = |m: &mut Marker,
                       all: &mark::Threads,
@@ -326,15 +341,17 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
                       loaded: &LoadedObjects,
                       pa: &PageAlloc,
                       ws: Option<&MarkWorkers>| {
-        let end = pa.high_water * PAGE_SIZE;
+        let mut pieces = [(0usize, 0usize); SCAN_MAX_PIECES];
+        let n = scan_pieces(h, pa, &mut pieces);
         let next = AtomicUsize::new(0);
         let written = |m: &mut Marker| {
             while !lost.load(Relaxed) {
-                let off = next.fetch_add(WRITTEN_CHUNK, Relaxed);
-                if off >= end {
+                let i = next.fetch_add(1, Relaxed);
+                if i >= n {
                     break;
                 }
-                let r = t.take_written(h.arena_lo + off, WRITTEN_CHUNK.min(end - off), |lo, hi| {
+                let (lo, hi) = pieces[i];
+                let r = t.take_written(lo, hi - lo, |lo, hi| {
                     // SAFETY: the world is stopped.
                     unsafe { mark::push_written(h, m, lo, hi) };
                 });
@@ -398,25 +415,45 @@ unsafe fn recover_overflow(h: &Runtime, m: &mut Marker) {
 /// it allocated into.
 const PROTECT_MIN_GAP: usize = 16;
 
-/// At most this many runs are protected one by one; the last one reaches to
-/// the last used page (protecting more than needed is always correct).
-const PROTECT_MAX_RUNS: usize = 256;
+/// At most this many pieces of the scan runs are protected or taken one by
+/// one; the last one reaches to the last run's end (protecting or taking
+/// more than needed is always correct).
+const SCAN_MAX_PIECES: usize = 1024;
 
-/// Step 1's protection: the runs of used pages, listed under the page lock
-/// (into an array on the stack: no allocation under it) and protected after.
-fn protect_used_runs(h: &Runtime, t: &WriteTracker) -> Result<(), crate::writetrack::Error> {
-    let mut runs = [(0usize, 0usize); PROTECT_MAX_RUNS];
+/// The pages a concurrent mark tracks, as byte ranges of at most
+/// `WRITTEN_CHUNK` into `out` (returns how many): the runs of used pages in
+/// chunks that hold scan spans (`PageAlloc::scan_runs`; free runs of
+/// `PROTECT_MIN_GAP` pages or more left out). Nothing else can hold an
+/// object that points anywhere: free pages hold no object, and a chunk of
+/// noscan spans only holds objects the mark never scans. A page that
+/// becomes a scan page later was never protected, so it counts as written
+/// when the final stop lists it (`cycle`, step 5). The caller holds the
+/// page lock; the array is on its stack: nothing is allocated under it.
+fn scan_pieces(h: &Runtime, pa: &PageAlloc, out: &mut [(usize, usize)]) -> usize {
     let mut n = 0;
-    h.pages.lock().unwrap_or_else(|e| e.into_inner()).used_runs(PROTECT_MIN_GAP, |a, b| {
-        if n < PROTECT_MAX_RUNS {
-            runs[n] = (a, b);
+    pa.scan_runs(PROTECT_MIN_GAP, |a, b| {
+        let (mut lo, hi) = (h.arena_lo + a * PAGE_SIZE, h.arena_lo + b * PAGE_SIZE);
+        while lo < hi {
+            if n == out.len() {
+                out[n - 1].1 = hi;
+                return;
+            }
+            let end = hi.min(lo + WRITTEN_CHUNK);
+            out[n] = (lo, end);
             n += 1;
-        } else {
-            runs[n - 1].1 = b;
+            lo = end;
         }
     });
-    for &(a, b) in &runs[..n] {
-        t.protect(h.arena_lo + a * PAGE_SIZE, (b - a) * PAGE_SIZE)?;
+    n
+}
+
+/// Step 1's protection: the pages `scan_pieces` lists, listed under the page
+/// lock and protected after it.
+fn protect_scan_runs(h: &Runtime, t: &WriteTracker) -> Result<(), crate::writetrack::Error> {
+    let mut pieces = [(0usize, 0usize); SCAN_MAX_PIECES];
+    let n = scan_pieces(h, &h.pages.lock().unwrap_or_else(|e| e.into_inner()), &mut pieces);
+    for &(lo, hi) in &pieces[..n] {
+        t.protect(lo, hi - lo)?;
     }
     Ok(())
 }

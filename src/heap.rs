@@ -17,8 +17,9 @@
 //!   marker's store lands on the kernel's zero page (`Span::touch_marks`).
 //!   Like the page table it is the runtime's own memory, outside the arena
 //!   and never scanned.
-//! - `PageAlloc::populated >= high_water`: the pages between were made
-//!   resident ahead of use (`POPULATE_AHEAD_PAGES`) and are free and zero.
+//! - A chunk's pages past the span pages in it, below its populated
+//!   frontier (`PageAlloc::populated_to`), were made resident ahead of use
+//!   (`POPULATE_AHEAD_PAGES`) and are free and zero.
 //! - Page 0 is never handed out: the heap's records hold the arena base, and no
 //!   word that holds it may be mistaken for a pointer to an object.
 //! - The `Heap` lives in a mapping of its own, which no cycle scans (see `HEAP`):
@@ -37,7 +38,7 @@ use crate::fixalloc::FixAlloc;
 use crate::mcentral::Mcentral;
 use crate::os;
 use crate::pacer::Pacer;
-use crate::pagealloc::{zero_dirty_pages, PageAlloc};
+use crate::pagealloc::{zero_dirty_pages, Kind, PageAlloc, CHUNK_PAGES};
 use crate::roots::RootSet;
 use crate::sizeclass::NUM_SPAN_CLASSES;
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
@@ -89,9 +90,9 @@ pub enum FindError {
 /// heap grows to 155 MiB: 44,000 page faults -> 4,400, system time 103-109
 /// -> 69-77 ms (`perf stat -r 3`, three interleaved pairs). A call costs a
 /// request about 0.1 ms (2 MiB at a time cost 0.5 ms, which showed in the
-/// pause benchmark's p999). Populated pages past `high_water` are free and
-/// zero, and not `dirty`: the scavenger never sees them, so at most this
-/// many stay resident unused.
+/// pause benchmark's p999). Populated pages not used yet are free and zero,
+/// and not `dirty`: the scavenger never sees them, so at most this many per
+/// chunk (`pagealloc::CHUNK_PAGES`) stay resident unused.
 pub const POPULATE_AHEAD_PAGES: usize = 64;
 
 /// `populate` works in pieces of this many bytes (16 OS pages).
@@ -359,7 +360,7 @@ impl Heap {
             drop(pa);
             return give_back(AllocFail::Limit);
         }
-        let Some((start, dirty)) = pa.alloc(npages, self.arena_lo) else {
+        let Some((start, dirty)) = pa.alloc(npages, self.arena_lo, Kind::of_spanclass(spanclass)) else {
             drop(pa);
             return give_back(AllocFail::NoMemory);
         };
@@ -376,21 +377,14 @@ impl Heap {
             self.table_entry(p).store(s as usize, Release);
         }
         self.spans_in_use.fetch_add(1, Relaxed);
-        // A small-object span past the pages populated so far: populate up
-        // to it and `POPULATE_AHEAD_PAGES` beyond, outside the lock. A large
-        // object's pages stay unpopulated, committed as the program touches
-        // them, as with malloc (a sparse 40 GiB array must not be made
-        // resident); the pages ahead are populated by the next small span.
-        let mut populate = None;
-        if start + npages > pa.populated {
-            let from = pa.populated.max(start);
-            if spanclass >> 1 == 0 {
-                pa.populated = start + npages;
-            } else {
-                pa.populated = (start + npages + POPULATE_AHEAD_PAGES).min(pa.npages);
-                populate = Some((from, pa.populated));
-            }
-        }
+        // A small-object span on pages its chunk has not populated yet:
+        // populate them and up to `POPULATE_AHEAD_PAGES` beyond, outside the
+        // lock. A large object's pages stay unpopulated, committed as the
+        // program touches them, as with malloc (a sparse 40 GiB array must
+        // not be made resident); the pages ahead are populated by the next
+        // small span.
+        let ahead = if spanclass >> 1 == 0 { 0 } else { POPULATE_AHEAD_PAGES };
+        let populate = pa.populate_for_span(start, npages, ahead);
         drop(pa);
         if let Some((from, to)) = populate {
             populate_unless_stopping(self.arena_lo + from * PAGE_SIZE, self.arena_lo + to * PAGE_SIZE);
@@ -417,7 +411,7 @@ impl Heap {
             (*s).state.store(SPAN_FREE, Release);
             (*s).unflag_extras();
             crate::span::free_pin_bits(s);
-            pa.free(start, npages);
+            pa.free(start, npages, Kind::of_spanclass((*s).spanclass));
             self.spans_in_use.fetch_sub(1, Relaxed);
             SPAN_POOL.free(s as *mut u8);
         }
@@ -516,7 +510,9 @@ impl Heap {
     pub fn verify_pages(&self, pa: &PageAlloc) {
         let mut used = 0;
         let mut dirty = 0;
-        for p in 1..pa.npages.min(pa.high_water + 64) {
+        let mut chunk = [0u32; 2];
+        let end = pa.npages.min(pa.high_water + 64);
+        for p in 1..end {
             let s = self.table_entry(p).load(Relaxed) as *mut Span;
             let u = pa.is_used(p);
             if u == s.is_null() {
@@ -525,11 +521,18 @@ impl Heap {
             if u {
                 used += 1;
                 // SAFETY: a published span is live (world stopped / lock held).
-                let (base, np, live) = unsafe { ((*s).base, (*s).npages, (*s).in_use()) };
+                let (base, np, live, class) = unsafe { ((*s).base, (*s).npages, (*s).in_use(), (*s).spanclass) };
                 let addr = self.arena_lo + p * PAGE_SIZE;
                 if !live || addr < base || addr >= base + np * PAGE_SIZE {
                     os::throw("heap corruption: page maps to a span that does not cover it");
                 }
+                chunk[Kind::of_spanclass(class) as usize] += 1;
+            }
+            if (p + 1).is_multiple_of(CHUNK_PAGES) || p + 1 == end {
+                if chunk != pa.chunk_pages(p / CHUNK_PAGES) {
+                    os::throw("heap corruption: a chunk's page counts do not match its spans");
+                }
+                chunk = [0; 2];
             }
             if pa.is_dirty(p) {
                 if u {
@@ -570,17 +573,21 @@ mod tests {
         let ahead = os_pages(1 + POPULATE_AHEAD_PAGES);
         assert_eq!(resident(base, ahead), ahead, "the span and the pages ahead of it are resident");
         assert_eq!(resident(base + ahead * 4096, 64), 0, "nothing past the populated pages");
-        assert_eq!(h.pages.lock().unwrap().populated, 2 + POPULATE_AHEAD_PAGES);
+        assert_eq!(h.pages.lock().unwrap().populated_to(0), 2 + POPULATE_AHEAD_PAGES);
         // Spans inside the populated pages populate nothing more.
         let t = h.alloc_span(8, 2).unwrap();
-        assert_eq!(h.pages.lock().unwrap().populated, 2 + POPULATE_AHEAD_PAGES);
+        assert_eq!(h.pages.lock().unwrap().populated_to(0), 2 + POPULATE_AHEAD_PAGES);
         // A large object past them: its pages are not populated (only the
         // ones that were ahead already are resident).
         let big = 4 * POPULATE_AHEAD_PAGES;
         let u = h.alloc_span(big, 0).unwrap();
         // SAFETY: as above.
         let (u_lo, u_end) = unsafe { ((*u).base, (*u).base + (*u).npages * PAGE_SIZE) };
-        assert_eq!(h.pages.lock().unwrap().populated, (u_end - h.arena_lo) / PAGE_SIZE);
+        let u_end_page = (u_end - h.arena_lo) / PAGE_SIZE;
+        assert_eq!(u_end_page, CHUNK_PAGES + 10, "it reaches into the second chunk");
+        let pa = h.pages.lock().unwrap();
+        assert_eq!((pa.populated_to(0), pa.populated_to(1)), (CHUNK_PAGES, u_end_page));
+        drop(pa);
         assert!(resident(u_lo, os_pages(big)) <= ahead, "a large object is committed as it is touched");
         // The next small span populates from its own first page.
         let v = h.alloc_span(1, 2).unwrap();
