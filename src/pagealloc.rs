@@ -349,21 +349,28 @@ impl PageAlloc {
                 p += CHUNK_PAGES;
                 continue;
             }
-            // Whole free words at a time.
-            // SAFETY: p < high_water <= npages: word p / 64 exists.
-            if p.is_multiple_of(64) && unsafe { *self.used.add(p / 64) } == 0 {
-                p += 64;
-                continue;
+            // Whole free or used words at a time (a full word lies below the
+            // high water: no page past it was ever used). Over 460,000 used
+            // pages (3.6 GB, the pause benchmark at 1024 MiB live): 722 us a
+            // page at a time, 15 us so (best of 20), under the page lock and,
+            // at a concurrent cycle's end, inside its final pause.
+            if p.is_multiple_of(64) {
+                // SAFETY: p < high_water <= npages: word p / 64 exists.
+                match unsafe { *self.used.add(p / 64) } {
+                    0 => {
+                        p += 64;
+                        continue;
+                    }
+                    u64::MAX => {
+                        extend_run(&mut run, p, p + 64, min_gap, &mut f);
+                        p += 64;
+                        continue;
+                    }
+                    _ => {}
+                }
             }
             if bit(self.used, p) {
-                run = match run {
-                    Some((first, end)) if p - end < min_gap => Some((first, p + 1)),
-                    Some((first, end)) => {
-                        f(first, end);
-                        Some((p, p + 1))
-                    }
-                    None => Some((p, p + 1)),
-                };
+                extend_run(&mut run, p, p + 1, min_gap, &mut f);
             }
             p += 1;
         }
@@ -384,6 +391,20 @@ impl PageAlloc {
     pub fn is_dirty(&self, p: usize) -> bool {
         bit(self.dirty, p)
     }
+}
+
+/// Adds the used pages `[a, b)` to the run being built (`PageAlloc::runs`):
+/// joins it if less than `min_gap` free pages lie between, else reports the
+/// run so far to `f` and starts a new one.
+fn extend_run(run: &mut Option<(usize, usize)>, a: usize, b: usize, min_gap: usize, f: &mut impl FnMut(usize, usize)) {
+    *run = match *run {
+        Some((first, end)) if a - end < min_gap => Some((first, b)),
+        Some((first, end)) => {
+            f(first, end);
+            Some((a, b))
+        }
+        None => Some((a, b)),
+    };
 }
 
 /// Zeroes the pages of `dirty` (bit i: page start + i), as `PageAlloc::alloc`
