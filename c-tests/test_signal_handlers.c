@@ -231,12 +231,16 @@ static NOINLINE void spawn_child(void) {
     _exit(0);
 }
 
-TEST_TIMEOUT(runtime_threads_start_with_the_programs_signals_blocked, 120) {
-    int hung = 0, failed = 0;
-    for (int c = 0; c < SPAWN_CHILDREN; c++) {
+/* Runs `child` in `n` child processes, one after the other, each killed
+ * after 10 s: returns how many hung; `failed` counts the others that did
+ * not exit with 0. */
+static int run_children(void (*child)(void), int n, int *failed) {
+    int hung = 0;
+    *failed = 0;
+    for (int c = 0; c < n; c++) {
         pid_t pid = fork();
         REQUIRE(pid >= 0);
-        if (pid == 0) spawn_child();
+        if (pid == 0) child();
         int status = 0;
         bool killed = false;
         double end = check_now() + 10.0;
@@ -252,9 +256,47 @@ TEST_TIMEOUT(runtime_threads_start_with_the_programs_signals_blocked, 120) {
         if (killed)
             hung++;
         else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            failed++;
+            (*failed)++;
     }
+    return hung;
+}
+
+TEST_TIMEOUT(runtime_threads_start_with_the_programs_signals_blocked, 120) {
+    int failed;
+    int hung = run_children(spawn_child, SPAWN_CHILDREN, &failed);
     CHECKF(hung == 0, "%d of %d children hung at their first collections", hung, SPAWN_CHILDREN);
+    CHECK_EQ(failed, 0);
+}
+
+/* With GCPIN_CONCURRENT=1 an allocation past the trigger asks the
+ * background collector for a cycle: it notes the cycle as asked for, then
+ * wakes the collector (creating it, the first time). A handler that
+ * interrupted it between the two and allocated saw the cycle asked for, and
+ * waited for its end, while the wake waited for the handler to return: a
+ * hang. The first request's window is the collector thread's creation, with
+ * the signals held: a 20 us timer's SIGALRM arrives there and is delivered
+ * as the signals are let go. Each child sets GCPIN_CONCURRENT=1 before its
+ * first gcpin call and allocates past its first trigger. */
+static NOINLINE void concurrent_request_child(void) {
+    setenv("GCPIN_CONCURRENT", "1", 1);
+    on_signal(SIGALRM, alloc_only_in_handler, SA_RESTART);
+    start_timer(check_size(100) < 100 ? 2000 : 20);
+    gc_stats st;
+    do {
+        /* 64 KiB of garbage at a time, until the first cycle has ended. */
+        char *chunk = gc_alloc(64 << 10);
+        if (chunk == NULL) _exit(2);
+        chunk[0] = 1;
+        gc_get_stats(&st);
+    } while (st.num_gc == 0);
+    stop_timer();
+    _exit(0);
+}
+
+TEST_TIMEOUT(a_handler_that_interrupts_a_request_for_a_concurrent_cycle_does_not_wait_for_it, 120) {
+    int failed;
+    int hung = run_children(concurrent_request_child, SPAWN_CHILDREN / 2, &failed);
+    CHECKF(hung == 0, "%d of %d children hung at their first concurrent cycle", hung, SPAWN_CHILDREN / 2);
     CHECK_EQ(failed, 0);
 }
 
