@@ -326,26 +326,17 @@ impl PageAlloc {
     }
 
     /// Calls `f(first, end)` for each run of used pages below the high-water
-    /// mark, ascending, where runs less than `min_gap` free pages apart count
-    /// as one (the free pages between them included). Page 0, never handed
-    /// out, counts as used.
-    pub fn used_runs(&self, min_gap: usize, f: impl FnMut(usize, usize)) {
-        self.runs(min_gap, false, f)
-    }
-
-    /// `used_runs` of the chunks that hold scan pages: the pages a
-    /// concurrent mark tracks writes to. (The noscan pages in those chunks
-    /// come with them; chunks of noscan pages alone count as free.)
-    pub fn scan_runs(&self, min_gap: usize, f: impl FnMut(usize, usize)) {
-        self.runs(min_gap, true, f)
-    }
-
-    fn runs(&self, min_gap: usize, scan_only: bool, mut f: impl FnMut(usize, usize)) {
+    /// mark in the chunks that hold scan pages (the pages a concurrent mark
+    /// tracks writes to), ascending, where runs less than `min_gap` free
+    /// pages apart count as one (the free pages between them included).
+    /// Chunks of noscan pages alone count as free; the noscan pages in a
+    /// chunk with scan pages come with them. Page 0, never handed out, counts
+    /// as used.
+    pub fn scan_runs(&self, min_gap: usize, mut f: impl FnMut(usize, usize)) {
         let mut run: Option<(usize, usize)> = None;
         let mut p = 0;
         while p < self.high_water {
-            if scan_only && p.is_multiple_of(CHUNK_PAGES) && self.chunk_pages(p / CHUNK_PAGES)[Kind::Scan as usize] == 0
-            {
+            if p.is_multiple_of(CHUNK_PAGES) && self.chunk_pages(p / CHUNK_PAGES)[Kind::Scan as usize] == 0 {
                 p += CHUNK_PAGES;
                 continue;
             }
@@ -393,7 +384,7 @@ impl PageAlloc {
     }
 }
 
-/// Adds the used pages `[a, b)` to the run being built (`PageAlloc::runs`):
+/// Adds the used pages `[a, b)` to the run being built (`PageAlloc::scan_runs`):
 /// joins it if less than `min_gap` free pages lie between, else reports the
 /// run so far to `f` and starts a new one.
 fn extend_run(run: &mut Option<(usize, usize)>, a: usize, b: usize, min_gap: usize, f: &mut impl FnMut(usize, usize)) {
@@ -462,14 +453,16 @@ mod tests {
     }
 
     #[test]
-    fn used_runs_merge_short_gaps_and_skip_long_ones() {
+    fn scan_runs_merge_short_gaps_and_skip_long_ones() {
         let (lo, mut pa) = arena(4096);
         let runs = |pa: &PageAlloc, gap| {
             let mut v = vec![];
-            pa.used_runs(gap, |a, b| v.push((a, b)));
+            pa.scan_runs(gap, |a, b| v.push((a, b)));
             v
         };
-        assert_eq!(runs(&pa, 8), vec![(0, 1)], "nothing used but page 0, which is never handed out");
+        assert_eq!(runs(&pa, 8), vec![], "no chunk holds a scan page yet");
+        // All in chunk 0, whose scan pages bring page 0 (never handed out,
+        // counted as used) into the first run.
         let (a, _) = pa.alloc(10, lo, Kind::Scan).unwrap(); // 1..11
         let (b, _) = pa.alloc(200, lo, Kind::Scan).unwrap(); // 11..211
         let (c, _) = pa.alloc(3, lo, Kind::Scan).unwrap(); // 211..214
