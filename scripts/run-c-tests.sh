@@ -31,6 +31,11 @@ failed=0
 out=$(mktemp)
 failures=$(mktemp)
 trap 'rm -f "$out" "$failures"' EXIT
+# A binary's own failure (not one of its tests'): printed, and kept for the list.
+binary_failed() {
+    echo "  $name: FAIL ($1)"
+    echo "$label: $name: FAIL ($1)" >>"$failures"
+}
 
 echo "== $label: $# binaries${GCPIN_STRESS:+ (GCPIN_STRESS=$GCPIN_STRESS)}${GCPIN_CONCURRENT:+ (GCPIN_CONCURRENT=$GCPIN_CONCURRENT)}"
 for bin in "$@"; do
@@ -44,8 +49,7 @@ for bin in "$@"; do
     awk -v at="$label: $name: " '/^FAIL / { print at $0 }' "$out" >>"$failures"
     summary=$(grep -E '^check: [0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
     if [ -z "$summary" ]; then
-        echo "  $name: FAIL (no summary line; exit status $rc)"
-        echo "$label: $name: FAIL (no summary line; exit status $rc)" >>"$failures"
+        binary_failed "no summary line; exit status $rc"
         sed 's/^/    | /' "$out" | tail -n 20
         failed=$((failed + 1))
         continue
@@ -56,8 +60,7 @@ for bin in "$@"; do
     failed=$((failed + f))
     expect=$((f > 100 ? 100 : f))
     if [ "$rc" -ne "$expect" ]; then
-        echo "  $name: FAIL (exit status $rc, but $f failures reported)"
-        echo "$label: $name: FAIL (exit status $rc, but $f failures reported)" >>"$failures"
+        binary_failed "exit status $rc, but $f failures reported"
         failed=$((failed + 1))
     fi
     echo "  $name: $p passed, $f failed (${secs} s)"
