@@ -16,6 +16,7 @@ static const struct env_case bad_values[] = {
     {"GCPIN_SIG_SUSPEND", "11", "using SIGPWR"}, {"GCPIN_SIG_SUSPEND", "8", "using SIGPWR"},
     {"GCPIN_SIG_SUSPEND", "15", "using SIGPWR"}, {"GCPIN_SIG_SUSPEND", "2", "using SIGPWR"},
     {"GCPIN_SIG_SUSPEND", "32", "using SIGPWR"}, {"GCPIN_SIG_SUSPEND", "xyz", "using SIGPWR"},
+    {"GCPIN_HUGEPAGES", "2", "using 0"},
 };
 
 static void *idle_thread(void *arg) {
@@ -85,6 +86,61 @@ TEST_TIMEOUT(good_values_are_taken_silently, 60) {
         run_child(run_with, (void *)&good[i], 20, &out);
         CHECKF(out.exit_code == 0 && out.err[0] == 0, "%s=%s: status %d, signal %d, stderr \"%s\"", good[i].var,
                good[i].value, out.exit_code, out.signal, out.err);
+    }
+}
+
+/* 1 if the mapping that holds p is advised for transparent huge pages ("hg"
+ * among its VmFlags in /proc/self/smaps), 0 if not, -1 if it is not found. */
+static int advised_huge(const void *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    REQUIRE(f != NULL);
+    static char line[4096];
+    unsigned long a = (unsigned long)p, lo, hi;
+    int in = 0, hg = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+            in = a >= lo && a < hi;
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            hg = strstr(line, " hg") != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return hg;
+}
+
+/* Exits 10 + advised_huge(an object) after starting the runtime with
+ * GCPIN_HUGEPAGES=1, and GCPIN_CONCURRENT as arg says (NULL: unset). */
+static void huge_pages_child(void *arg) {
+    const char *concurrent = arg;
+    REQUIRE(setenv("GCPIN_HUGEPAGES", "1", 1) == 0);
+    REQUIRE((concurrent ? setenv("GCPIN_CONCURRENT", concurrent, 1) : unsetenv("GCPIN_CONCURRENT")) == 0);
+    void *p = gc_alloc(64);
+    REQUIRE(p != NULL);
+    exit(10 + advised_huge(p));
+}
+
+/* GCPIN_HUGEPAGES=1 advises the heap's mapping for huge pages, silently;
+ * with GCPIN_CONCURRENT=1 it is not used (the write tracker's first write to
+ * a huge page splits it), and one line says so. Without the setting the
+ * mapping is not advised. */
+TEST_TIMEOUT(huge_pages_are_asked_for_the_heap_unless_marking_is_concurrent, 60) {
+    if (access("/sys/kernel/mm/transparent_hugepage", F_OK) != 0) {
+        printf("  (the kernel has no transparent huge pages: nothing to advise)\n");
+        return;
+    }
+    static struct check_child out;
+    run_child(huge_pages_child, NULL, 20, &out);
+    CHECKF(out.exit_code == 11 && out.err[0] == 0, "GCPIN_HUGEPAGES=1: exit %d (11: advised), stderr \"%s\"",
+           out.exit_code, out.err);
+    run_child(huge_pages_child, (void *)"1", 20, &out);
+    CHECKF(out.exit_code == 10, "with GCPIN_CONCURRENT=1: exit %d (10: not advised)", out.exit_code);
+    CHECKF(lines(out.err) == 1 && strstr(out.err, "GCPIN_HUGEPAGES=1 is not used with GCPIN_CONCURRENT=1"),
+           "with GCPIN_CONCURRENT=1: stderr \"%s\"", out.err);
+    if (getenv("GCPIN_HUGEPAGES") == NULL) {
+        void *p = gc_alloc(64);
+        CHECKF(advised_huge(p) == 0, "without GCPIN_HUGEPAGES: the heap is advised for huge pages (%d)",
+               advised_huge(p));
     }
 }
 

@@ -285,11 +285,13 @@ grep -h '^RESULT' "$RES"/harness_*_micro.txt >&2
 # strings) is skipped, with the reason in variants.txt and skipped.txt.
 # gc50: what the heap-growth knob trades between time and peak RSS; markers1:
 # one marker thread (issue 16); concurrent: mostly-concurrent marking (issue
-# 17; gc_collect stays stop-the-world, so no fullgc).
+# 17; gc_collect stays stop-the-world, so no fullgc); hugepages: the arena
+# advised for transparent huge pages (opt-in).
 # name|assignment|modes
 VARIANT_TABLE="gc50|GCPIN_GC_PERCENT=50|tree
 markers1|GCPIN_MARKERS=1|fullgc tree pause
-concurrent|GCPIN_CONCURRENT=1|tree pause"
+concurrent|GCPIN_CONCURRENT=1|tree pause
+hugepages|GCPIN_HUGEPAGES=1|fullgc tree pause"
 declare -A VAR_ENV VAR_MODES
 VARIANTS=
 : >"$RES/variants.txt"

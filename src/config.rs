@@ -10,6 +10,8 @@
 //! | `GCPIN_MARKERS`     | marker threads, the collecting one included: at most the  |
 //! |                     | online cores (the default), 1 to 64; 1 marks alone        |
 //! | `GCPIN_CONCURRENT`  | `1`: automatic cycles mark while the program runs         |
+//! | `GCPIN_HUGEPAGES`   | `1`: the arena asks for transparent huge pages (not with  |
+//! |                     | `GCPIN_CONCURRENT=1`)                                      |
 //!
 //! A value a variable cannot take is not fatal: the program still runs, with
 //! the default, and one line on stderr names the variable, the value and what
@@ -50,6 +52,9 @@ pub struct Config {
     pub markers: usize,
     /// Automatic cycles mark concurrently (`concurrent`).
     pub concurrent: bool,
+    /// The arena is advised to the kernel for transparent huge pages
+    /// (`Heap::new`); never together with `concurrent`.
+    pub huge_pages: bool,
 }
 
 /// The most `GCPIN_MARKERS` takes (`mark::MAX_MARKERS`).
@@ -139,12 +144,26 @@ impl Config {
                 false
             }
         };
+        let huge_pages = match get("GCPIN_HUGEPAGES").as_deref() {
+            None | Some("0") => false,
+            Some("1") if concurrent => {
+                // The write tracker's first write to a protected huge page
+                // splits it: the pause benchmark's pauses went to 8-27 ms.
+                warn("gcpin: GCPIN_HUGEPAGES=1 is not used with GCPIN_CONCURRENT=1 (a tracked write splits a huge page); using 0");
+                false
+            }
+            Some("1") => true,
+            Some(v) => {
+                bad("GCPIN_HUGEPAGES", v, "0 or 1", "0 (pages of the kernel's default size)");
+                false
+            }
+        };
         let arena_bytes = match max_heap {
             // Leave room for fragmentation above the limit.
             Some(m) => (m.saturating_mul(2)).clamp(64 << 20, MAX_ARENA),
             None => DEFAULT_ARENA,
         };
-        Config { gc_percent, max_heap, trace, stress, sig_suspend, arena_bytes, markers, concurrent }
+        Config { gc_percent, max_heap, trace, stress, sig_suspend, arena_bytes, markers, concurrent, huge_pages }
     }
 }
 
@@ -265,6 +284,7 @@ mod tests {
             ("GCPIN_MARKERS", "65", "(the online cores)"),
             ("GCPIN_MARKERS", "two", "(the online cores)"),
             ("GCPIN_CONCURRENT", "yes", "using 0 (stop-the-world marking)"),
+            ("GCPIN_HUGEPAGES", "2", "using 0 (pages of the kernel's default size)"),
         ] {
             let (c, w) = config(&[(var, value)]);
             assert_eq!(w.len(), 1, "{var}={value}: {w:?}");
@@ -289,6 +309,12 @@ mod tests {
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(c.markers, 1);
         assert!(c.concurrent);
+        assert!(!c.huge_pages);
+        let (huge, w) = config(&[("GCPIN_HUGEPAGES", "1")]);
+        assert!(w.is_empty() && huge.huge_pages, "{w:?}");
+        let (both, w) = config(&[("GCPIN_HUGEPAGES", "1"), ("GCPIN_CONCURRENT", "1")]);
+        assert!(both.concurrent && !both.huge_pages, "never both");
+        assert!(w.len() == 1 && w[0].contains("GCPIN_HUGEPAGES=1 is not used with GCPIN_CONCURRENT=1"), "{w:?}");
         let (many, w) = config(&[("GCPIN_MARKERS", "64")]);
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(many.markers, online_cores().min(64), "never more markers than cores");

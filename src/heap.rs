@@ -209,6 +209,11 @@ impl Heap {
                 os::write_stderr(&[&msg]);
             }
         }
+        if config.huge_pages {
+            // Fewer TLB misses for a mark that visits the heap in random
+            // order; see `GCPIN_HUGEPAGES` in the README for the costs.
+            os::advise_huge_pages(lo, size);
+        }
         let npages = size >> PAGE_SHIFT;
         let table = os::reserve(npages * std::mem::size_of::<AtomicUsize>())
             .unwrap_or_else(|| os::throw("cannot reserve the page table")) as *const AtomicUsize;

@@ -65,6 +65,23 @@ pub fn reserve_arena(bytes: usize) -> Option<usize> {
     reserve(bytes)
 }
 
+/// Asks the kernel to back `[addr, addr+len)` with transparent huge pages
+/// where it can (`MADV_HUGEPAGE`; a hint: false if refused, and nothing
+/// changes where THP is off).
+pub fn advise_huge_pages(addr: usize, len: usize) -> bool {
+    #[cfg(not(miri))]
+    // SAFETY: callers pass a reservation made by `reserve`; the advice
+    // changes how pages are backed, never their contents.
+    unsafe {
+        libc::madvise(addr as *mut libc::c_void, len, libc::MADV_HUGEPAGE) == 0
+    }
+    #[cfg(miri)]
+    {
+        let _ = (addr, len);
+        false
+    }
+}
+
 /// Makes the pages of `[addr, addr+len)` resident and writable in one call
 /// (`MADV_POPULATE_WRITE`, Linux 5.14), instead of a fault at the first
 /// write to each. A hint: on an older kernel nothing happens.
