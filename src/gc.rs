@@ -70,13 +70,23 @@ pub fn collect(h: &'static Runtime) -> bool {
 /// ones.
 pub fn collect_stress(h: &'static Runtime) -> bool {
     let before = h.stats.num_gc.load(Relaxed);
-    collect_when(h, Release::Paced, || h.stats.num_gc.load(Relaxed) == before)
+    collect_when(h, automatic_release(h), || h.stats.num_gc.load(Relaxed) == before)
 }
 
 /// Collects if an allocation asked for it and no other thread did it meanwhile.
 pub fn collect_if_wanted(h: &'static Runtime) {
     if h.pacer.gc_wanted.load(Relaxed) {
-        collect_when(h, Release::Paced, || h.pacer.trigger_reached());
+        collect_when(h, automatic_release(h), || h.pacer.trigger_reached());
+    }
+}
+
+/// What a collection the allocator triggered releases: at the paced rate, or
+/// nothing on a heap of huge pages (`Release::Kept`).
+fn automatic_release(h: &Runtime) -> Release {
+    if h.config.huge_pages {
+        Release::Kept
+    } else {
+        Release::Paced
     }
 }
 

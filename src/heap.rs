@@ -180,7 +180,7 @@ unsafe impl Send for Heap {}
 impl Heap {
     /// A heap configured by `config`. The process's heap is made once, from
     /// the environment (`heap()`); tests make their own.
-    pub fn new(config: Config) -> Heap {
+    pub fn new(mut config: Config) -> Heap {
         let mut size = config.arena_bytes;
         if os::running_on_valgrind() {
             // Memcheck keeps state for every page of a reservation, at about
@@ -209,11 +209,11 @@ impl Heap {
                 os::write_stderr(&[&msg]);
             }
         }
-        if config.huge_pages {
-            // Fewer TLB misses for a mark that visits the heap in random
-            // order; see `GCPIN_HUGEPAGES` in the README for the costs.
-            os::advise_huge_pages(lo, size);
-        }
+        // Fewer TLB misses for a mark that visits the heap in random order;
+        // see `GCPIN_HUGEPAGES` in the README for the costs. Where the kernel
+        // will not give huge pages, the setting is dropped (and with it the
+        // release it changes, `gc::automatic_release`).
+        config.huge_pages = config.huge_pages && os::huge_pages_available() && os::advise_huge_pages(lo, size);
         let npages = size >> PAGE_SHIFT;
         let table = os::reserve(npages * std::mem::size_of::<AtomicUsize>())
             .unwrap_or_else(|| os::throw("cannot reserve the page table")) as *const AtomicUsize;

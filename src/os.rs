@@ -65,6 +65,16 @@ pub fn reserve_arena(bytes: usize) -> Option<usize> {
     reserve(bytes)
 }
 
+/// Whether the kernel gives transparent huge pages to memory advised for
+/// them (`/sys/kernel/mm/transparent_hugepage/enabled` is `always` or
+/// `madvise`). Reads a file: not while the world is stopped.
+pub fn huge_pages_available() -> bool {
+    match std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled") {
+        Ok(mode) => mode.contains("[always]") || mode.contains("[madvise]"),
+        Err(_) => false,
+    }
+}
+
 /// Asks the kernel to back `[addr, addr+len)` with transparent huge pages
 /// where it can (`MADV_HUGEPAGE`; a hint: false if refused, and nothing
 /// changes where THP is off).
