@@ -66,8 +66,8 @@ pub fn collect(h: &'static Runtime) -> bool {
 }
 
 /// A stress collection: any cycle completed while waiting will do (stress only
-/// needs collections to happen often), and release is paced as for automatic
-/// ones.
+/// needs collections to happen often), and it releases as automatic ones do
+/// (`automatic_release`).
 pub fn collect_stress(h: &'static Runtime) -> bool {
     let before = h.stats.num_gc.load(Relaxed);
     collect_when(h, automatic_release(h), || h.stats.num_gc.load(Relaxed) == before)

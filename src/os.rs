@@ -66,13 +66,24 @@ pub fn reserve_arena(bytes: usize) -> Option<usize> {
 }
 
 /// Whether the kernel gives transparent huge pages to memory advised for
-/// them (`/sys/kernel/mm/transparent_hugepage/enabled` is `always` or
-/// `madvise`). Reads a file: not while the world is stopped.
+/// them (`/sys/kernel/mm/transparent_hugepage/enabled` reads `[always]` or
+/// `[madvise]`). Read into a buffer on the stack, with bare system calls.
 pub fn huge_pages_available() -> bool {
-    match std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled") {
-        Ok(mode) => mode.contains("[always]") || mode.contains("[madvise]"),
-        Err(_) => false,
-    }
+    let mut buf = [0u8; 128];
+    // SAFETY: a NUL-terminated path; `read` writes at most `buf.len()` bytes
+    // into our buffer; the descriptor is ours and closed here.
+    let n = unsafe {
+        let fd = libc::open(c"/sys/kernel/mm/transparent_hugepage/enabled".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return false;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len());
+        libc::close(fd);
+        n
+    };
+    let mode = &buf[..n.max(0) as usize];
+    let has = |word: &[u8]| mode.windows(word.len()).any(|w| w == word);
+    has(b"[always]") || has(b"[madvise]")
 }
 
 /// Asks the kernel to back `[addr, addr+len)` with transparent huge pages
