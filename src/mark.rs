@@ -307,6 +307,20 @@ impl Marker {
     /// As `scan_range`.
     #[inline(always)]
     pub unsafe fn scan_object(&mut self, h: &Heap, lo: usize, hi: usize) {
+        // SAFETY: per the contract.
+        unsafe { self.scan_words::<false>(h, lo, hi) }
+    }
+
+    /// The loop of `scan_object`: each aligned word of `[lo, hi)` that points
+    /// into the arena, last to first, is marked now (`mark_word`) or, inside
+    /// `drain` (`VIA_RING`), handed to `push_word`. (A const parameter, not a
+    /// closure: a closure passed to a shared loop was left out of line, a
+    /// call per word.)
+    ///
+    /// # Safety
+    /// As `scan_range`.
+    #[inline(always)]
+    unsafe fn scan_words<const VIA_RING: bool>(&mut self, h: &Heap, lo: usize, hi: usize) {
         let mut p = hi & !(WORD - 1);
         while p >= lo + WORD {
             p -= WORD;
@@ -316,7 +330,13 @@ impl Marker {
             let w = unsafe { (*(p as *const AtomicUsize)).load(Relaxed) };
             if h.in_arena(w) {
                 // SAFETY: world stopped, per the contract.
-                unsafe { self.mark_word(h, w) };
+                unsafe {
+                    if VIA_RING {
+                        self.push_word(w)
+                    } else {
+                        self.mark_word(h, w)
+                    }
+                };
             }
         }
     }
@@ -447,8 +467,8 @@ impl Marker {
     }
 
     /// The middle step of `drain`'s ring: a word's span record is read; an
-    /// allocated object becomes `OBJECT`, its
-    /// mark byte and memory prefetched; anything else is dropped.
+    /// allocated object becomes `OBJECT`, its mark byte and memory
+    /// prefetched; anything else is dropped.
     ///
     /// # Safety
     /// A `WORD`'s span is live.
@@ -501,23 +521,14 @@ impl Marker {
     /// As `scan_range`.
     #[inline(always)]
     unsafe fn scan_entry(&mut self, h: &Heap, base: usize, len: usize) {
-        let lo = base;
         let hi = if len > SCAN_CHUNK {
             self.push(base + SCAN_CHUNK, len - SCAN_CHUNK);
             base + SCAN_CHUNK
         } else {
             base + len
         };
-        let mut p = hi & !(WORD - 1);
-        while p >= lo + WORD {
-            p -= WORD;
-            // SAFETY: as in `scan_object`.
-            let w = unsafe { (*(p as *const AtomicUsize)).load(Relaxed) };
-            if h.in_arena(w) {
-                // SAFETY: per the contract.
-                unsafe { self.push_word(w) };
-            }
-        }
+        // SAFETY: per the contract.
+        unsafe { self.scan_words::<true>(h, base, hi) }
     }
 
     /// Drains this marker's stack, then takes shared work until every marker
