@@ -33,7 +33,10 @@ pub fn malloc(g: &InRuntime, h: &Heap, size: usize, noscan: bool) -> Result<usiz
         }
         Ok(addr)
     } else {
-        malloc_large(h, size, noscan)
+        let addr = malloc_large(h, size, noscan)?;
+        // SAFETY: as above.
+        unsafe { (*(*g.thread()).mcache.get()).note_reserved(size.div_ceil(PAGE_SIZE) * PAGE_SIZE) };
+        Ok(addr)
     }
 }
 

@@ -157,7 +157,9 @@ fn alloc_entry(size: usize, noscan: bool) -> *mut c_void {
     loop {
         let r = {
             let g = InRuntime::enter(ts);
-            malloc(&g, h, size, noscan)
+            let r = malloc(&g, h, size, noscan);
+            crate::assist::after_alloc(h, &g);
+            r
         };
         match r {
             Ok(a) => {

@@ -18,9 +18,10 @@
 //! 3. with the world started again, a quarter of the markers (at least
 //!    this thread; all of them if the last cycle was nearly too slow,
 //!    `helpers_for`) drain from there
-//!    (`mark::drain_all`) while the program allocates, writes, pins and does
-//!    I/O into its objects. Objects allocated now are allocated white: the
-//!    final stop finds those that are reachable;
+//!    (`mark::drain_all_open`) while the program allocates, writes, pins and
+//!    does I/O into its objects; threads that allocate meanwhile mark a
+//!    share paid by their allocation (`assist`). Objects allocated now are
+//!    allocated white: the final stop finds those that are reachable;
 //! 4. catch-up passes, the world running: scan the roots that can be read
 //!    while the program runs (`mark::mark_roots_running`: segments, added
 //!    ranges, the stacks above the first pause's stack pointers), take the
@@ -28,7 +29,8 @@
 //!    again in the same call), push what marked objects hold on them
 //!    (`mark::push_written`), drain;
 //!    until a pass finds few pages (`FEW_WRITTEN_PAGES`) or `CATCH_UP_PASSES`
-//!    passes have run;
+//!    passes have run; when the passes do not converge (the program writes
+//!    as fast as they scan), allocation waits for the final stop (`hold`);
 //! 5. the final stop (`gc::cycle_with`): the pages written since the last
 //!    pass, every root again, pinned objects (scannable ones scanned again
 //!    whether marked or not: the kernel writes into pinned memory — fixed
@@ -80,6 +82,13 @@ use crate::writetrack::WriteTracker;
 const CATCH_UP_PASSES: usize = 8;
 /// A pass that found fewer written pages than this is the last.
 const FEW_WRITTEN_PAGES: usize = 64;
+/// After this many passes, one that found at least `HOLD_MIN_PAGES`, and
+/// more than half the pages of the one before, makes allocation wait for
+/// the final stop (see `cycle`). (Fewer pages make a final pause short
+/// anyway: 0.2-0.35 ms for 50-200 pages at 256 MiB live.)
+const HOLD_AFTER_PASSES: usize = 2;
+const HOLD_MIN_PAGES: usize = 512;
+
 /// The final pause takes the written pages this many bytes of the arena at a
 /// time, on every marker thread.
 const WRITTEN_CHUNK: usize = 64 << 20;
@@ -118,7 +127,15 @@ pub fn collect_if_wanted(h: &'static Runtime) {
     // (in `test_collect`, 64 KiB chunks of garbage grew the heap from 8 to
     // 50-78 MiB between two cycles so). A cycle ends with `pending` cleared
     // (also when collection is disabled, or in a forked child).
+    // While the cycle holds allocation (`hold`), only until its final stop.
     loop {
+        if h.gc_thread.held.load(SeqCst) != 0 {
+            os::futex_wait(&h.gc_thread.held, 1, None);
+            continue;
+        }
+        if !h.pacer.trigger_reached() {
+            break; // a hold was lifted (or the cycle is over)
+        }
         drop(h.lock_world());
         if !h.gc_thread.pending.load(Acquire) {
             break;
@@ -271,6 +288,8 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
     // benchmark's longest request went from 8-12 ms to 285-466 ms before the
     // runway, 81 ms after it; hence `hurry`.)
     h.marking_concurrently.store(true, Release);
+    h.mark_workers.pool.reset_scanned();
+    let assists_before = (h.stats.assist_bytes.load(Relaxed), h.stats.assist_ns.load(Relaxed));
     let limit = workers.map(|ws| ws.limit(helpers_for(h)));
     // How much room allocation has before it waits for us (the runway
     // `Pacer::start_concurrent` set), and how much of it marking uses.
@@ -280,7 +299,7 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
     // SAFETY: no span is freed while `marking_concurrently` is set (explicit
     // frees leave spans to the sweep; no sweep runs: we hold the world lock).
     unsafe {
-        mark::drain_all(h, m, workers, |_| {});
+        mark::drain_all_open(h, m, workers, &h.mark_workers.pool);
         mark::mark_pinned_concurrently(h, m, used_bytes(h) / PAGE_SIZE);
         // An overflow is recovered now rather than in the final pause, where
         // rescanning every marked object would take as long as a
@@ -289,6 +308,8 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
     }
     // 4. Catch-up passes.
     let mut passes = 0;
+    let mut last_pages = usize::MAX;
+    let mut held = false;
     while !tracking_lost && passes < CATCH_UP_PASSES {
         passes += 1;
         // The roots first: what the program's stacks and globals reach now
@@ -318,12 +339,23 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
         }
         // SAFETY: as above.
         unsafe {
-            mark::drain_all(h, m, workers, |_| {});
+            mark::drain_all_open(h, m, workers, &h.mark_workers.pool);
             recover_overflow(h, m);
         }
         if pages < FEW_WRITTEN_PAGES {
             break;
         }
+        // A program that writes as fast as the passes scan (a table being
+        // built) never lets them converge, and the final stop would scan
+        // what it wrote last (the pause benchmark building 256 MiB with
+        // assists: 2,600 pages a pass, 10-22 ms of final pause). Then
+        // allocation waits for the final stop from here on: its writes stop,
+        // and the next pass finds few pages (0-4 instead of 2,600).
+        if !held && passes >= HOLD_AFTER_PASSES && pages >= HOLD_MIN_PAGES && pages > last_pages / 2 {
+            hold(h);
+            held = true;
+        }
+        last_pages = pages;
     }
     drop(limit);
     let used = h.pacer.heap_live.load(Relaxed).saturating_sub(live_at_start);
@@ -363,19 +395,27 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
         // SAFETY: `cycle_with` calls this with the world stopped, the page
         // lock held and the loader's list locked.
         unsafe {
-            mark::drain_all_with(h, m, ws, &written, |m| mark::mark_roots(h, m, all, me, sp, loaded, pa, Roots::Final));
+            mark::drain_all_with(h, m, ws, None, &written, |m| {
+                mark::mark_roots(h, m, all, me, sp, loaded, pa, Roots::Final)
+            });
             if lost.load(Relaxed) {
                 // No record of what was written: scan every marked object again.
                 m.overflowed = true;
             }
             m.recover_overflow(h, pa);
+            // The stop has what the held threads wrote: they may go on
+            // once the world starts again.
+            lift_hold(h);
         }
     };
     let mut report = gc::cycle_with(h, w, me, Release::Paced, workers, true, &mut finish);
+    lift_hold(h);
     // 6. Writes run at full speed again.
     let _ = t.unprotect(h.arena_lo, used_bytes(h));
     report.start_pause_ns = start_pause_ns;
     report.mark_concurrent_ns = mark_ns;
+    report.assist_bytes = h.stats.assist_bytes.load(Relaxed) - assists_before.0;
+    report.assist_ns = h.stats.assist_ns.load(Relaxed) - assists_before.1;
     report
 }
 
@@ -385,7 +425,9 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
 /// (`GcThread::hurry`): an allocation past it would wait for the cycle,
 /// which is worse for the program than sharing its cores. (The pause
 /// benchmark at 256 MiB, 2 cores, allocating 1.6 GB/s: one marker took
-/// 450-650 ms and a request waited 81 ms.)
+/// 450-650 ms and a request waited 81 ms.) Mark assists (`assist`) did not
+/// make the second marker unneeded there: without it, the longest request
+/// was 8.2 ms against 3.8 ms with it (medians of 5 interleaved runs).
 fn helpers_for(h: &Runtime) -> usize {
     if h.gc_thread.hurry.load(Relaxed) {
         usize::MAX
@@ -394,6 +436,22 @@ fn helpers_for(h: &Runtime) -> usize {
     }
 }
 
+/// Makes allocation wait for the running cycle's final stop: a thread whose
+/// next refill crosses the trigger, brought down to the heap now, waits in
+/// `collect_if_wanted` until `lift_hold`.
+fn hold(h: &Runtime) {
+    h.gc_thread.held.store(1, SeqCst);
+    h.pacer.hold_allocation();
+}
+
+/// Ends `hold`, if it is on: allocation goes on to the runway.
+fn lift_hold(h: &Runtime) {
+    if h.gc_thread.held.load(Relaxed) != 0 {
+        h.pacer.release_hold();
+        h.gc_thread.held.store(0, SeqCst);
+        os::futex_wake(&h.gc_thread.held, i32::MAX);
+    }
+}
 /// Recovers a mark-stack overflow of the concurrent mark, with the world
 /// running, over the spans in use now (the page lock is taken only then).
 ///

@@ -53,6 +53,10 @@ pub struct CycleReport {
     /// running (0 for a stop-the-world cycle).
     pub start_pause_ns: u64,
     pub mark_concurrent_ns: u64,
+    /// Bytes the program's mark assists scanned in a concurrent cycle, and
+    /// their time (`assist`).
+    pub assist_bytes: u64,
+    pub assist_ns: u64,
 }
 
 /// Runs one full collection, unless one that started after this call has
@@ -388,6 +392,8 @@ fn stopped_part(
         next_gc,
         start_pause_ns: 0,
         mark_concurrent_ns: 0,
+        assist_bytes: 0,
+        assist_ns: 0,
     };
     Paused { report, retain, budget, sweep_below }
 }
@@ -446,9 +452,12 @@ pub fn after_cycle(h: &'static Runtime, r: &CycleReport) {
         let mib = |b: usize| b as f64 / (1 << 20) as f64;
         let concurrent = if r.mark_concurrent_ns > 0 {
             format!(
-                ", concurrent: first pause {:.3} ms, marked {:.1} ms with the world running",
+                ", concurrent: first pause {:.3} ms, marked {:.1} ms with the world running, \
+                 assists scanned {:.1} MiB in {:.1} ms",
                 r.start_pause_ns as f64 / 1e6,
-                r.mark_concurrent_ns as f64 / 1e6
+                r.mark_concurrent_ns as f64 / 1e6,
+                mib(r.assist_bytes as usize),
+                r.assist_ns as f64 / 1e6
             )
         } else {
             String::new()

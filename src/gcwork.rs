@@ -13,15 +13,26 @@
 //! when `malloc` may be held by a stopped thread); when all are in use a
 //! marker keeps its work, it only balances worse.
 //!
+//! Mark assists [Go: gcAssistAlloc]: in a phase opened to them (`begin`
+//! with `open`, the concurrent mark), a program thread that allocates may
+//! take a packet (`take_as_assist`), mark a bounded share of it on a
+//! marker of its own, and give back what is left (`share`) before it leaves
+//! (`leave_as_assist`). An assist never waits here: finding no packet, it
+//! asks the busy markers for one (`hungry`) and goes on allocating.
+//!
 //! Termination: a marker is idle when it waits in `take`. When the last one
-//! goes idle no packet is left and no marker has work, and none can get any:
-//! work comes only from a busy marker. Then every `take` returns false.
+//! goes idle while no assist holds work, no packet is left and no one has
+//! work, and none can get any: work comes only from a busy marker or an
+//! assist that holds some. Then every `take` (and `take_as_assist`)
+//! returns false until the next `begin`.
 //!
 //! Invariants (under the lock): `nfull + nfree == PACKETS`; `idle <=
-//! markers`; `done` only when `idle == markers` and `nfull == 0`; `hungry`
-//! mirrors `idle - nfull` (saturating), written under the lock, read without it.
+//! markers`; `done` only when `idle == markers`, `assisting == 0` and
+//! `nfull == 0`; `assisting > 0` only while `open` and not `done`;
+//! `hungry` mirrors `idle - nfull` (saturating), plus one while an assist
+//! wants a packet and none is full, written under the lock, read without it.
 
-use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 
 /// The sum of every pool's `hungry`: one load of a static tells a marker's
 /// loop that no one waits (nearly always), without touching its pool.
@@ -40,6 +51,8 @@ use crate::os;
 pub const PACKET_ENTRIES: usize = 256;
 /// Packets in the pool: 1024 × 4 KiB of address space, touched on demand.
 const PACKETS: usize = 1024;
+/// Full packets beyond this many are a surplus the busy markers take back.
+const SURPLUS_PACKETS: usize = PACKETS / 4;
 
 #[repr(C)]
 struct Packet {
@@ -57,14 +70,29 @@ struct PoolState {
     markers: usize,
     idle: usize,
     done: bool,
+    /// Whether program threads may assist in this phase, how many hold
+    /// work now, whether one found no packet since a packet was last
+    /// taken, and whether an assist's mark stack overflowed.
+    open: bool,
+    assisting: usize,
+    assist_wants: bool,
+    assist_overflowed: bool,
 }
 
 pub struct WorkPool {
     packets: *mut Packet,
     state: Mutex<PoolState>,
     wake: Condvar,
-    /// Markers waiting for work beyond the packets there are for them.
+    /// Markers waiting for work beyond the packets there are for them (and
+    /// one more while there is a surplus).
     hungry: AtomicUsize,
+    /// More than `SURPLUS_PACKETS` packets are full.
+    surplus: AtomicBool,
+    /// `open` of the state, for a look without the lock.
+    open_hint: AtomicBool,
+    /// Bytes scanned in this phase, as the markers and assists report them
+    /// (`add_scanned`): the assists' pace reads it.
+    scanned: AtomicUsize,
 }
 
 // SAFETY: the packets are a private mapping; a packet is touched only by the
@@ -87,9 +115,16 @@ impl WorkPool {
                 markers: 0,
                 idle: 0,
                 done: false,
+                open: false,
+                assisting: 0,
+                assist_wants: false,
+                assist_overflowed: false,
             }),
             wake: Condvar::new(),
             hungry: AtomicUsize::new(0),
+            surplus: AtomicBool::new(false),
+            open_hint: AtomicBool::new(false),
+            scanned: AtomicUsize::new(0),
         }
     }
 
@@ -97,10 +132,15 @@ impl WorkPool {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Readies the pool for a marking phase of `markers` threads. No marker
-    /// of the previous phase may still be using it.
-    pub fn begin(&self, markers: usize) {
+    /// Readies the pool for a marking phase of `markers` threads, open to
+    /// assists if `open`. No marker of the previous phase may still be
+    /// using it (and no assist is: they hold work only before `done`).
+    pub fn begin(&self, markers: usize, open: bool) {
         let mut st = self.lock();
+        st.open = open;
+        st.assisting = 0;
+        st.assist_wants = false;
+        self.open_hint.store(open, Relaxed);
         for i in 0..PACKETS {
             st.free[i] = i as u16;
         }
@@ -114,7 +154,13 @@ impl WorkPool {
 
     /// Updates `hungry` (and the sum of all pools') from the state. Under the lock.
     fn set_hungry(&self, st: &PoolState) {
-        let now = if st.done { 0 } else { st.idle.saturating_sub(st.nfull) };
+        let surplus = !st.done && st.nfull > SURPLUS_PACKETS;
+        self.surplus.store(surplus, Relaxed);
+        let now = if st.done {
+            0
+        } else {
+            st.idle.saturating_sub(st.nfull) + (st.assist_wants && st.nfull == 0) as usize + surplus as usize
+        };
         let before = self.hungry.swap(now, Relaxed);
         if now > before {
             HUNGRY_ANYWHERE.fetch_add(now - before, Relaxed);
@@ -127,6 +173,34 @@ impl WorkPool {
     #[inline]
     pub fn hungry(&self) -> bool {
         self.hungry.load(Relaxed) != 0
+    }
+
+    /// Whether more than `SURPLUS_PACKETS` packets wait (assists gave back
+    /// more than they took): a busy marker should take one (`take_surplus`).
+    #[inline]
+    pub fn surplus(&self) -> bool {
+        self.surplus.load(Relaxed)
+    }
+
+    /// A busy marker takes a packet while there is a surplus, without
+    /// going idle; false if there is none any more.
+    pub fn take_surplus(&self, f: impl FnOnce(&[(usize, usize)])) -> bool {
+        let mut st = self.lock();
+        if st.nfull <= SURPLUS_PACKETS {
+            return false;
+        }
+        st.nfull -= 1;
+        let i = st.full[st.nfull];
+        self.set_hungry(&st);
+        drop(st);
+        // SAFETY: as in `take`: the packet is ours until it is free again.
+        let p = unsafe { &*self.packets.add(i as usize) };
+        f(&p.entries[..p.len]);
+        let mut st = self.lock();
+        let n = st.nfree;
+        st.free[n] = i;
+        st.nfree += 1;
+        true
     }
 
     /// Offers `entries` (at most `PACKET_ENTRIES`) to the waiting markers.
@@ -177,8 +251,10 @@ impl WorkPool {
                 st.nfree += 1;
                 return true;
             }
-            if st.idle == st.markers {
+            if st.idle == st.markers && st.assisting == 0 {
                 st.done = true;
+                st.open = false;
+                self.open_hint.store(false, Relaxed);
             }
             if st.done {
                 self.set_hungry(&st);
@@ -189,6 +265,83 @@ impl WorkPool {
             self.set_hungry(&st);
             st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
         }
+    }
+}
+
+impl WorkPool {
+    /// Whether the phase may take assists (a hint, without the lock).
+    #[inline]
+    pub fn open_to_assists(&self) -> bool {
+        self.open_hint.load(Relaxed)
+    }
+
+    /// Counts `bytes` scanned by a marker or an assist of this phase.
+    pub fn add_scanned(&self, bytes: usize) {
+        self.scanned.fetch_add(bytes, Relaxed);
+    }
+
+    /// Bytes scanned since the last `reset_scanned`.
+    pub fn scanned(&self) -> usize {
+        self.scanned.load(Relaxed)
+    }
+
+    /// Starts the count of `scanned` over (a concurrent cycle's start).
+    pub fn reset_scanned(&self) {
+        self.scanned.store(0, Relaxed);
+    }
+
+    /// An assist takes a packet, if the phase is open to assists and one is
+    /// full, and hands its entries to `f`; it then holds work (the phase
+    /// cannot end) until `leave_as_assist`, which it must call once after
+    /// the first `take_as_assist` that returned true (`joined` false), and
+    /// not otherwise. Never waits: with no packet full it asks the busy
+    /// markers for one (`hungry`) and returns false.
+    pub fn take_as_assist(&self, joined: bool, f: impl FnOnce(&[(usize, usize)])) -> bool {
+        let mut st = self.lock();
+        if !st.open || st.done {
+            return false;
+        }
+        if st.nfull == 0 {
+            if !st.assist_wants {
+                st.assist_wants = true;
+                self.set_hungry(&st);
+            }
+            return false;
+        }
+        st.nfull -= 1;
+        let i = st.full[st.nfull];
+        st.assist_wants = false;
+        if !joined {
+            st.assisting += 1;
+        }
+        self.set_hungry(&st);
+        drop(st);
+        // SAFETY: as in `take`: the packet is ours until it is free again.
+        let p = unsafe { &*self.packets.add(i as usize) };
+        f(&p.entries[..p.len]);
+        let mut st = self.lock();
+        let n = st.nfree;
+        st.free[n] = i;
+        st.nfree += 1;
+        true
+    }
+
+    /// An assist that joined (`take_as_assist`) and gave back all its work
+    /// (`share`) leaves; `overflowed` says whether its mark stack dropped a
+    /// push (the phase's markers then recover it, `take_assist_overflow`).
+    pub fn leave_as_assist(&self, overflowed: bool) {
+        let mut st = self.lock();
+        debug_assert!(st.assisting > 0);
+        st.assisting -= 1;
+        st.assist_overflowed |= overflowed;
+        drop(st);
+        // An idle marker may now find the phase over.
+        self.wake.notify_all();
+    }
+
+    /// Whether an assist of the phase just ended overflowed (and forgets it).
+    pub fn take_assist_overflow(&self) -> bool {
+        std::mem::take(&mut self.lock().assist_overflowed)
     }
 }
 
@@ -205,10 +358,10 @@ mod tests {
     #[test]
     fn a_lone_marker_ends_at_once_and_shared_work_reaches_a_taker() {
         let pool = WorkPool::new();
-        pool.begin(1);
+        pool.begin(1, false);
         assert!(!pool.take(|_| panic!("no work was shared")));
 
-        pool.begin(2);
+        pool.begin(2, false);
         let got = std::thread::scope(|s| {
             let taker = s.spawn(|| {
                 let mut got = Vec::new();
@@ -235,7 +388,7 @@ mod tests {
     #[test]
     fn sharing_stops_when_the_packets_run_out() {
         let pool = WorkPool::new();
-        pool.begin(2);
+        pool.begin(2, false);
         for _ in 0..PACKETS {
             assert!(pool.share(&[(1, 1)]));
         }
@@ -243,5 +396,58 @@ mod tests {
         // A taker empties one and frees it for the next share.
         assert!(pool.take(|e| assert_eq!(e, &[(1, 1)])));
         assert!(pool.share(&[(2, 2)]));
+    }
+
+    #[test]
+    fn an_assist_never_waits_and_the_phase_waits_for_its_work() {
+        let pool = WorkPool::new();
+        pool.begin(1, true);
+        assert!(pool.open_to_assists());
+        // Nothing to take: the assist asks the busy marker for a packet.
+        assert!(!pool.take_as_assist(false, |_| panic!("no work was shared")));
+        assert!(pool.hungry(), "an assist that found no packet asks for one");
+        assert!(pool.share(&[(1, 1)]));
+        assert!(!pool.hungry());
+        assert!(pool.take_as_assist(false, |e| assert_eq!(e, &[(1, 1)])));
+        // The marker runs out while the assist holds work: it waits for the
+        // assist, and gets what it gives back before leaving.
+        let got = std::thread::scope(|s| {
+            let marker = s.spawn(|| {
+                let mut got = Vec::new();
+                while pool.take(|e| got.extend_from_slice(e)) {}
+                got
+            });
+            while !pool.hungry() {
+                std::thread::yield_now();
+            }
+            assert!(pool.share(&[(2, 2)]));
+            pool.leave_as_assist(true);
+            marker.join().unwrap()
+        });
+        assert_eq!(got, vec![(2, 2)]);
+        // The phase is over: closed to assists, its overflow reported once.
+        assert!(!pool.open_to_assists());
+        assert!(!pool.take_as_assist(false, |_| panic!("the phase is over")));
+        assert!(pool.take_assist_overflow());
+        assert!(!pool.take_assist_overflow());
+        // A phase not opened to assists gives them nothing and asks for nothing.
+        pool.begin(2, false);
+        assert!(pool.share(&[(3, 3)]));
+        assert!(!pool.take_as_assist(false, |_| panic!("closed to assists")));
+    }
+
+    #[test]
+    fn a_surplus_of_packets_is_taken_back_by_a_busy_marker() {
+        let pool = WorkPool::new();
+        pool.begin(1, true);
+        for _ in 0..SURPLUS_PACKETS {
+            assert!(pool.share(&[(1, 1)]));
+        }
+        assert!(!pool.surplus() && !pool.hungry());
+        assert!(!pool.take_surplus(|_| panic!("no surplus yet")));
+        assert!(pool.share(&[(2, 2)]));
+        assert!(pool.surplus() && pool.hungry(), "the busy marker is asked to take one");
+        assert!(pool.take_surplus(|e| assert_eq!(e, &[(2, 2)])));
+        assert!(!pool.surplus() && !pool.hungry());
     }
 }

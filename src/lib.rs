@@ -70,7 +70,7 @@
 //! 10. pinner
 //! 11. cgocheck, free, mark, verify
 //! 12. runtime
-//! 13. gc
+//! 13. assist, gc
 //! 14. concurrent
 //! 15. capi
 //! 16. libgc
@@ -96,6 +96,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub(crate) mod alloc;
+pub(crate) mod assist;
 pub mod capi;
 pub(crate) mod cgocheck;
 pub(crate) mod cleanup;

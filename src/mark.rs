@@ -41,8 +41,16 @@
 //! The marker threads are the runtime's own: they never register, never run
 //! the program's code, block every signal, and their stacks are not roots.
 //!
-//! Invariant: only the collector touches mark bytes, only with the world
-//! stopped; they are all clear outside a cycle (the sweep clears them).
+//! Mark assists (`assist`): in a concurrent mark, program threads that
+//! allocate take work from the pool, mark a bounded share of it on markers
+//! of their own (`AssistMarkers`, `Marker::assist`: `drain_bounded`, which
+//! puts the prefetching ring's entries back on the stack when the budget is
+//! spent) and give the rest back; a phase open to them (`drain_all_open`)
+//! ends only when no assist holds work.
+//!
+//! Invariant: only markers touch mark bytes (the collector's threads, with
+//! the world stopped or, in a concurrent mark, running, and assists inside
+//! an open phase); they are all clear outside a cycle (the sweep clears them).
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
@@ -110,6 +118,9 @@ const SHARE_MOVE_MAX: usize = 1 << 16;
 /// Objects larger than this are scanned this many bytes at a time (see the top).
 const SCAN_CHUNK: usize = 16 << 10;
 
+/// A sharing marker reports its scanned bytes to the pool this often.
+const REPORT_SCANNED: usize = 256 << 10;
+
 pub struct Marker {
     /// The span of the last object marked, and its address range: consecutive
     /// pointers tend to land in the same span, and this saves the page-table load.
@@ -126,6 +137,9 @@ pub struct Marker {
     pub overflowed: bool,
     /// Rescans done by `recover_overflow` over the marker's life.
     pub overflow_rescans: usize,
+    /// Bytes scanned by `drain` not yet reported to the pool (a sharing
+    /// marker reports them as it goes, see `drain_here`).
+    scanned: usize,
 }
 
 // SAFETY: the stack is a private mapping owned by the marker, used under the
@@ -158,6 +172,7 @@ impl Marker {
             pool: std::ptr::null(),
             overflowed: false,
             overflow_rescans: 0,
+            scanned: 0,
         }
     }
 
@@ -168,6 +183,7 @@ impl Marker {
         self.len = 0;
         self.overflowed = false;
         self.pool = std::ptr::null();
+        self.scanned = 0;
     }
 
     /// Moves the older half of the waiting entries (at most a packet) to the
@@ -196,6 +212,25 @@ impl Marker {
                     std::ptr::copy_nonoverlapping(self.stack.add(self.len - k), self.stack, k);
                 }
                 self.len -= k;
+            }
+        }
+    }
+
+    /// What a busy marker does when someone may want work: shares it if a
+    /// marker (or an assist) waits, takes a packet if there is a surplus.
+    ///
+    /// # Safety
+    /// `pool` is non-null and live.
+    #[cold]
+    unsafe fn balance(&mut self) {
+        // SAFETY: per the contract.
+        let pool = unsafe { &*self.pool };
+        if pool.hungry() {
+            if pool.surplus() {
+                pool.take_surplus(|e| self.push_all(e));
+            } else {
+                // SAFETY: per the contract.
+                unsafe { self.share() };
             }
         }
     }
@@ -386,32 +421,61 @@ impl Marker {
             let mut local = std::ptr::read(self);
             // Two copies of the loop: one that never looks at the pool.
             if local.pool.is_null() {
-                local.drain_here::<false>(h);
+                local.drain_here::<false, false>(h, 0);
             } else {
-                local.drain_here::<true>(h);
+                local.drain_here::<true, false>(h, 0);
             }
             std::ptr::write(self, local);
         }
     }
 
-    /// `drain` on the marker in place.
+    /// `drain` until about `budget` bytes are scanned (whole entries, at most
+    /// `SCAN_CHUNK` each), never sharing: a mark assist's share of the work.
+    /// What is left stays on the stack. Returns the budget left (at most 0
+    /// if it was used up, else the stack is empty).
+    ///
+    /// # Safety
+    /// As `drain` in a concurrent mark.
+    pub unsafe fn drain_bounded(&mut self, h: &Heap, budget: isize) -> isize {
+        // SAFETY: as in `drain`.
+        unsafe {
+            let mut local = std::ptr::read(self);
+            let left = local.drain_here::<false, true>(h, budget);
+            std::ptr::write(self, local);
+            left
+        }
+    }
+
+    /// `drain` on the marker in place; with `BOUNDED`, until `budget` bytes
+    /// are scanned (see `drain_bounded`), else to the end (the result is
+    /// then meaningless). A sharing marker reports what it scanned to the
+    /// pool every `REPORT_SCANNED` bytes (the assists' pace reads it).
     ///
     /// # Safety
     /// As `drain`.
     #[inline(always)]
-    unsafe fn drain_here<const SHARING: bool>(&mut self, h: &Heap) {
+    unsafe fn drain_here<const SHARING: bool, const BOUNDED: bool>(&mut self, h: &Heap, budget: isize) -> isize {
         let mut ring = [Grey::NONE; RING];
         // Counters, not indices (`% RING`): `head <= resolved <= tail`;
         // entries before `resolved` have had their record read.
         let (mut head, mut resolved, mut tail) = (0usize, 0usize, 0usize);
+        let mut left = budget;
         loop {
             // The stack is at a local peak here: after the pushes of the last
             // scan (or of the roots before the first), before any pop.
             self.high_water = self.high_water.max(self.len);
-            // SAFETY: a non-null pool is live for the whole marking phase.
-            if SHARING && gcwork::someone_hungry() && unsafe { (*self.pool).hungry() } {
+            if BOUNDED && left <= 0 {
+                // SAFETY: resolved objects' spans are live, per the contract.
+                unsafe { self.unring(&ring, head, tail) };
+                return left;
+            }
+            if SHARING && self.scanned >= REPORT_SCANNED {
+                // SAFETY: a non-null pool is live for the whole marking phase.
+                unsafe { (*self.pool).add_scanned(std::mem::take(&mut self.scanned)) };
+            }
+            if SHARING && gcwork::someone_hungry() {
                 // SAFETY: as above.
-                unsafe { self.share() };
+                unsafe { self.balance() };
             }
             while tail - head < RING && self.len > 0 {
                 self.len -= 1;
@@ -434,7 +498,7 @@ impl Marker {
                 tail += 1;
             }
             if head == tail {
-                return;
+                return left;
             }
             while resolved < tail && resolved - head < RESOLVE_AHEAD {
                 // SAFETY: a word's span came from the page table (live, per
@@ -462,6 +526,31 @@ impl Marker {
                     self.last_len = (*s).npages << crate::sizeclass::PAGE_SHIFT;
                 }
                 self.scan_entry(h, lo, len);
+                let scanned = len.min(SCAN_CHUNK);
+                self.scanned += scanned;
+                if BOUNDED {
+                    left -= scanned as isize;
+                }
+            }
+        }
+    }
+
+    /// Puts the entries of `drain`'s ring (`head..tail`) back on the stack,
+    /// the next to leave on top, as they were taken off: ranges as they
+    /// are, words and resolved objects as words (resolved again later).
+    ///
+    /// # Safety
+    /// An `OBJECT`'s span is live.
+    #[cold]
+    unsafe fn unring(&mut self, ring: &[Grey; RING], head: usize, tail: usize) {
+        for i in (head..tail).rev() {
+            let g = ring[i % RING];
+            match g.kind {
+                Grey::RANGE => self.push(g.a, g.b),
+                Grey::WORD => self.push(g.a, 0),
+                // SAFETY: per the contract.
+                Grey::OBJECT => self.push(unsafe { (*g.span).object_base(g.b) }, 0),
+                _ => {}
             }
         }
     }
@@ -545,7 +634,57 @@ impl Marker {
                 self.drain(h);
             }
         }
+        pool.add_scanned(std::mem::take(&mut self.scanned));
         self.pool = std::ptr::null();
+    }
+
+    /// A mark assist on this marker (its own, `AssistMarkers`): takes work
+    /// from `pool`, if a packet is there, and scans about `budget` bytes of
+    /// it, then gives back what is left and leaves (see `gcwork`). Returns
+    /// the bytes scanned (0: no work was there to take).
+    ///
+    /// # Safety
+    /// A concurrent mark phase of `pool` may be open: no span is freed while
+    /// one is (its end waits for us).
+    pub unsafe fn assist(&mut self, h: &Heap, pool: &WorkPool, budget: usize) -> usize {
+        self.reset();
+        if !pool.take_as_assist(false, |e| self.push_all(e)) {
+            return 0;
+        }
+        let mut left = budget.min(isize::MAX as usize) as isize;
+        // SAFETY: we hold work, so the phase, and the contract, last.
+        unsafe {
+            loop {
+                left = self.drain_bounded(h, left);
+                if left <= 0 || !pool.take_as_assist(true, |e| self.push_all(e)) {
+                    break;
+                }
+            }
+            // Give back about what was taken, not more: a big object's chunk
+            // leaves thousands of words, and a pool that grows with each
+            // assist would fill. Up to the budget again is marked for that.
+            let mut extra = budget.min(isize::MAX as usize) as isize;
+            while self.len > PACKET_ENTRIES && extra > 0 {
+                let before = self.scanned;
+                self.drain_bounded(h, SCAN_CHUNK as isize);
+                extra -= (self.scanned - before) as isize;
+            }
+            // Give back, a packet at a time; with every packet in use, mark
+            // on until the rest fits.
+            while self.len > 0 {
+                let k = self.len.min(PACKET_ENTRIES);
+                let newest = std::slice::from_raw_parts(self.stack.add(self.len - k), k);
+                if pool.share(newest) {
+                    self.len -= k;
+                } else {
+                    self.drain_bounded(h, 4 * SCAN_CHUNK as isize);
+                }
+            }
+        }
+        let done = std::mem::take(&mut self.scanned);
+        pool.add_scanned(done);
+        pool.leave_as_assist(std::mem::take(&mut self.overflowed));
+        done
     }
 
     /// Rescans every marked scannable object until no push was dropped.
@@ -697,11 +836,25 @@ pub unsafe fn mark(
 /// change under the scan but no span is freed meanwhile.
 pub unsafe fn drain_all(h: &Heap, m: &mut Marker, workers: Option<&MarkWorkers>, roots: impl FnOnce(&mut Marker)) {
     // SAFETY: the caller's contract.
-    unsafe { drain_all_with(h, m, workers, &|_| {}, roots) }
+    unsafe { drain_all_with(h, m, workers, None, &|_| {}, roots) }
+}
+
+/// `drain_all` with the world running, open to mark assists (`Marker::assist`)
+/// through `pool`, the workers' pool (`MarkWorkers::pool`): the phase then
+/// goes through the pool even when no marker thread helps, and ends only
+/// when no assist holds work. An assist's overflow is left in `m.overflowed`.
+///
+/// # Safety
+/// A concurrent mark: the heap's memory may change under the scan but no
+/// span is freed meanwhile.
+pub unsafe fn drain_all_open(h: &Heap, m: &mut Marker, workers: Option<&MarkWorkers>, pool: &WorkPool) {
+    // SAFETY: the caller's contract.
+    unsafe { drain_all_with(h, m, workers, Some(pool), &|_| {}, |_| {}) }
 }
 
 /// `drain_all`, where every marker, the calling thread's included, first
-/// runs `every` on its own marker (a share of the roots it claims).
+/// runs `every` on its own marker (a share of the roots it claims); open to
+/// assists through `open` (see `drain_all_open`).
 ///
 /// # Safety
 /// As `drain_all`.
@@ -709,18 +862,24 @@ pub unsafe fn drain_all_with(
     h: &Heap,
     m: &mut Marker,
     workers: Option<&MarkWorkers>,
+    open: Option<&WorkPool>,
     every: &(dyn Fn(&mut Marker) + Sync),
     roots: impl FnOnce(&mut Marker),
 ) {
-    let Some(workers) = workers.filter(|ws| ws.threads() > 0) else {
-        every(m);
-        roots(m);
-        // SAFETY: the caller's contract.
-        unsafe { m.drain(h) };
-        return;
+    let workers = workers.filter(|ws| ws.threads() > 0);
+    let pool = match (workers, open) {
+        (Some(ws), _) => &ws.pool,
+        (None, Some(pool)) => pool,
+        (None, None) => {
+            every(m);
+            roots(m);
+            // SAFETY: the caller's contract.
+            unsafe { m.drain(h) };
+            return;
+        }
     };
-    let pool = &workers.pool;
-    pool.begin(workers.threads() + 1);
+    debug_assert!(open.is_none_or(|p| std::ptr::eq(p, pool)), "assists share the workers' pool");
+    pool.begin(workers.map_or(0, |ws| ws.threads()) + 1, open.is_some());
     let overflowed = std::sync::atomic::AtomicBool::new(false);
     let helper = |_: usize, wm: &mut Marker| {
         wm.reset();
@@ -732,15 +891,79 @@ pub unsafe fn drain_all_with(
             overflowed.store(true, Relaxed);
         }
     };
-    workers.run(&helper, || {
+    let here = || {
         m.pool = pool;
         every(m);
         roots(m);
         // SAFETY: the caller's contract.
         unsafe { m.drain_shared(h, pool) };
-    });
-    // Every marker has stopped.
-    m.overflowed |= overflowed.load(Relaxed);
+    };
+    match workers {
+        Some(ws) => ws.run(&helper, here),
+        None => here(),
+    }
+    // Every marker has stopped, and no assist holds work.
+    m.overflowed |= overflowed.load(Relaxed) | pool.take_assist_overflow();
+}
+
+/// How many program threads may assist at once (more just allocate on).
+const ASSIST_MARKERS: usize = 4;
+/// An assist's mark stack: its share is bounded, so a small one does.
+const ASSIST_STACK_ENTRIES: usize = 1 << 18;
+
+/// The markers mark assists run on (`Marker::assist`), each used by one
+/// program thread at a time, made on first use [Go: each P's gcWork].
+pub struct AssistMarkers {
+    slots: [AssistSlot; ASSIST_MARKERS],
+}
+
+struct AssistSlot {
+    /// Held by the thread that uses `marker`.
+    busy: std::sync::atomic::AtomicBool,
+    marker: UnsafeCell<Option<Marker>>,
+}
+
+// SAFETY: a slot's marker is touched only by the thread that set its `busy`
+// (Acquire), until it clears it (Release).
+unsafe impl Sync for AssistMarkers {}
+// SAFETY: as above.
+unsafe impl Send for AssistMarkers {}
+
+impl AssistMarkers {
+    pub const fn new() -> AssistMarkers {
+        AssistMarkers {
+            slots: [const { AssistSlot { busy: std::sync::atomic::AtomicBool::new(false), marker: UnsafeCell::new(None) } };
+                ASSIST_MARKERS],
+        }
+    }
+
+    /// Runs `f` on a free assist marker; None when every one is in use.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Marker) -> R) -> Option<R> {
+        let slot = self.slots.iter().find(|s| !s.busy.load(Relaxed) && !s.busy.swap(true, Acquire))?;
+        struct Free<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Free<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Release);
+            }
+        }
+        let _free = Free(&slot.busy);
+        // SAFETY: we set `busy`: the marker is ours until `_free` drops.
+        let m = unsafe { (*slot.marker.get()).get_or_insert_with(|| Marker::with_capacity(ASSIST_STACK_ENTRIES)) };
+        Some(f(m))
+    }
+
+    /// In a forked child: the threads that held slots are gone.
+    pub fn forget_threads(&self) {
+        for s in &self.slots {
+            s.busy.store(false, Relaxed);
+        }
+    }
+}
+
+impl Default for AssistMarkers {
+    fn default() -> AssistMarkers {
+        AssistMarkers::new()
+    }
 }
 
 /// Which roots `mark_roots` scans.
@@ -1360,5 +1583,91 @@ mod tests {
         assert!(allocated(&h, pinned) && allocated(&h, reached) && !allocated(&h, lost));
         pinner::unpin_object(s, idx);
         assert_eq!(collect(&h, &mut mc, &mut m).live_objects, 0, "unpinned, it is garbage");
+    }
+
+    /// A table of more than one scan chunk whose slots head 3-node lists,
+    /// rooted in nothing (the tests mark it by hand), with garbage beside
+    /// it. Returns the table, its size and the objects it keeps.
+    fn table_of_lists(h: &Heap, mc: &mut Mcache) -> (usize, usize, usize) {
+        const SLOTS: usize = 4096;
+        let table = alloc(h, mc, class(SLOTS * 8, false));
+        let mut live = 1;
+        for i in 0..SLOTS {
+            let mut head = 0;
+            for _ in 0..3 {
+                let n = alloc(h, mc, class(32, false));
+                // SAFETY: fresh objects of the test's heap.
+                unsafe { *(n as *mut usize) = head };
+                head = n;
+                live += 1;
+            }
+            // SAFETY: `table` has SLOTS words.
+            unsafe { *(table as *mut usize).add(i) = head };
+        }
+        tree(h, mc, 1000);
+        mc.release_all(h, false);
+        (table, SLOTS * 8, live)
+    }
+
+    /// Marks the table (as a root scan would) and offers it to the pool.
+    fn share_marked(h: &Heap, pool: &WorkPool, table: usize, size: usize) {
+        let s = h.span_of(table);
+        // SAFETY: a live span of the test's heap; no other marker runs.
+        unsafe { assert!((*s).try_mark((*s).index_of(table))) };
+        assert!(pool.share(&[(table, size)]));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a heap of its own: a 128 MiB arena, too large for Miri")]
+    fn an_assist_marks_its_share_and_gives_the_rest_back() {
+        let h = test_heap();
+        let mut mc = Mcache::new();
+        let (table, size, live) = table_of_lists(&h, &mut mc);
+        let pool = WorkPool::new();
+        pool.begin(1, true);
+        share_marked(&h, &pool, table, size);
+        let mut a = Marker::with_capacity(ASSIST_STACK_ENTRIES);
+        // SAFETY: no other thread uses the heap; no span is freed.
+        let done = unsafe { a.assist(&h, &pool, 1024) };
+        let all = size + (live - 1) * 32;
+        assert!(done >= 1024 && done < all / 4, "an assist of 1 KiB scanned {done} of {all} bytes");
+        assert_eq!(a.len, 0, "the assist gave back what it did not mark");
+        // The phase's marker finishes from what the assist gave back.
+        let mut m = Marker::new();
+        // SAFETY: as above.
+        unsafe { m.drain_shared(&h, &pool) };
+        assert!(!pool.open_to_assists(), "the phase ended");
+        let r = sweep(&h, &LinkTable::new(), &mut h.pages.lock().unwrap());
+        assert_eq!(r.live_objects, live);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a heap of its own and threads: too large for Miri")]
+    fn assists_beside_a_marker_lose_nothing() {
+        let h = test_heap();
+        let mut mc = Mcache::new();
+        let (table, size, live) = table_of_lists(&h, &mut mc);
+        let pool = WorkPool::new();
+        pool.begin(1, true);
+        share_marked(&h, &pool, table, size);
+        let assisted = std::thread::scope(|s| {
+            let assists = s.spawn(|| {
+                let mut a = Marker::with_capacity(ASSIST_STACK_ENTRIES);
+                let mut bytes = 0;
+                while pool.open_to_assists() {
+                    // SAFETY: the phase frees no span; the heap is the test's.
+                    bytes += unsafe { a.assist(&h, &pool, 512) };
+                }
+                bytes
+            });
+            let mut m = Marker::new();
+            // The marker starts with nothing: what it marks, it takes from
+            // the pool, and it ends only once the assists hold no work.
+            // SAFETY: as above.
+            unsafe { m.drain_shared(&h, &pool) };
+            assists.join().unwrap()
+        });
+        let r = sweep(&h, &LinkTable::new(), &mut h.pages.lock().unwrap());
+        assert_eq!(r.live_objects, live, "assists scanned {assisted} bytes");
     }
 }

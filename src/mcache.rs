@@ -32,11 +32,26 @@ const EMPTY: CacheEntry = CacheEntry { span: std::ptr::null_mut(), free: 0, word
 
 pub struct Mcache {
     entries: [CacheEntry; NUM_SPAN_CLASSES],
+    /// Bytes this thread reserved for allocation (refills, large objects)
+    /// since it last looked (`take_reserved`): what a mark assist pays for.
+    reserved: usize,
 }
 
 impl Mcache {
     pub const fn new() -> Mcache {
-        Mcache { entries: [EMPTY; NUM_SPAN_CLASSES] }
+        Mcache { entries: [EMPTY; NUM_SPAN_CLASSES], reserved: 0 }
+    }
+
+    /// Counts `bytes` of a large object towards `reserved`.
+    #[inline]
+    pub fn note_reserved(&mut self, bytes: usize) {
+        self.reserved += bytes;
+    }
+
+    /// The bytes reserved since the last call.
+    #[inline]
+    pub fn take_reserved(&mut self) -> usize {
+        std::mem::take(&mut self.reserved)
     }
 
     /// Allocates one object of span class `spc` (a small class). Returns the
@@ -126,6 +141,7 @@ impl Mcache {
                 first.unwrap_or_else(|| crate::os::throw("heap corruption: a partial span has no free slot"));
             self.entries[spc] = CacheEntry { span: s, free, word: w as u32 };
             h.pacer.note_allocated(free_slots * (*s).elemsize);
+            self.reserved += free_slots * (*s).elemsize;
         }
         Ok(())
     }

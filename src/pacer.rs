@@ -114,12 +114,28 @@ pub struct Pacer {
     /// With concurrent cycles: how far the next cycle lets the heap grow
     /// (`trigger_early`); 0 when there is none.
     concurrent_runway: AtomicUsize,
+    /// With concurrent cycles: the heap size the next cycle's mark should
+    /// end by (`trigger_early`; 0: none set).
+    concurrent_goal: AtomicUsize,
+    /// The running concurrent cycle's: the heap size its mark should end by,
+    /// and the bytes it expects to scan (`start_concurrent`, `assist_work`).
+    assist_goal: AtomicUsize,
+    assist_expected: AtomicUsize,
+    /// The runway `hold_allocation` took down.
+    held_runway: AtomicUsize,
 }
 
 /// With concurrent cycles, a cycle starts when the heap has grown this share
 /// (in %) of the way from the live heap to the goal, so that marking is
 /// (mostly) done when the goal is reached [Go: the trigger ratio].
 pub const CONCURRENT_TRIGGER_PCT: usize = 70;
+
+/// The most an assist scans at once: about a quarter of a millisecond of
+/// marking, so that one allocation never waits long.
+pub const ASSIST_MAX_BYTES: usize = 256 << 10;
+
+/// The least heap distance `assist_work` divides by.
+pub const ASSIST_MIN_DISTANCE: usize = 1 << 20;
 
 impl Pacer {
     pub fn new(gc_percent: Option<u64>) -> Pacer {
@@ -131,6 +147,10 @@ impl Pacer {
             gc_wanted: AtomicBool::new(false),
             last_live: AtomicUsize::new(0),
             concurrent_runway: AtomicUsize::new(0),
+            concurrent_goal: AtomicUsize::new(0),
+            assist_goal: AtomicUsize::new(0),
+            assist_expected: AtomicUsize::new(0),
+            held_runway: AtomicUsize::new(0),
         }
     }
 
@@ -179,6 +199,7 @@ impl Pacer {
         }
         let to = trigger.max(goal);
         self.concurrent_runway.store(runway_after(goal, to), Relaxed);
+        self.concurrent_goal.store(to, Relaxed);
         let early = live + (to - live) / 100 * CONCURRENT_TRIGGER_PCT;
         self.next_gc.fetch_min(early, Relaxed);
     }
@@ -187,15 +208,65 @@ impl Pacer {
     /// on the fast path (`gc_wanted` cleared), up to the runway the last
     /// cycle set; past that, allocating threads wait for the cycle. Its end
     /// sets the next trigger as usual.
+    ///
+    /// The mark should end by the goal the last cycle set (or, with none,
+    /// the trigger the cycle found), having scanned about what that cycle
+    /// left live (or, with none, the heap now): `assist_work` paces the
+    /// program's share by these.
     pub fn start_concurrent(&self) {
         // Once: a cycle asked for before the trigger (GCPIN_STRESS) or after
         // a stop-the-world one goes on to twice the trigger it found.
+        let found = self.next_gc.load(Relaxed);
         let runway = match self.concurrent_runway.swap(0, Relaxed) {
-            0 => self.next_gc.load(Relaxed).saturating_mul(2),
+            0 => found.saturating_mul(2),
             r => r,
         };
+        let goal = match self.concurrent_goal.swap(0, Relaxed) {
+            0 => found,
+            g => g,
+        };
+        let expected = match self.last_live.load(Relaxed) {
+            0 => self.heap_live.load(Relaxed),
+            l => l,
+        };
+        self.assist_goal.store(goal, Relaxed);
+        self.assist_expected.store(expected, Relaxed);
         self.next_gc.store(runway, Relaxed);
         self.gc_wanted.store(false, Relaxed);
+    }
+
+    /// How many bytes a thread that reserved `bytes` for allocation should
+    /// scan in the running concurrent cycle, `scanned` bytes having been
+    /// scanned so far [Go: gcController.assistWorkPerByte]: its part of
+    /// what is left to scan, spread over what is left to allocate before the
+    /// goal, at most `ASSIST_MAX_BYTES`. Past the goal, or past the expected
+    /// work, the floors (`ASSIST_MIN_DISTANCE`, a sixteenth of the expected
+    /// work) keep the share finite and non-zero.
+    pub fn assist_work(&self, bytes: usize, scanned: usize) -> usize {
+        let goal = self.assist_goal.load(Relaxed);
+        let expected = self.assist_expected.load(Relaxed);
+        let left = expected.saturating_sub(scanned).max(expected / 16);
+        let distance = goal.saturating_sub(self.heap_live.load(Relaxed)).max(goal / 64).max(ASSIST_MIN_DISTANCE);
+        let work = bytes as u128 * left as u128 / distance as u128;
+        work.min(ASSIST_MAX_BYTES as u128) as usize
+    }
+
+    /// The running concurrent cycle's marking does not converge: from now
+    /// on allocation waits for the cycle's end (the trigger is brought down
+    /// to the heap now, so the next refill crosses it), as at the runway.
+    /// `release_hold` puts the runway back. Only the cycle's thread calls
+    /// the two.
+    pub fn hold_allocation(&self) {
+        let runway = self.next_gc.load(Relaxed);
+        self.held_runway.store(runway, Relaxed);
+        self.next_gc.store(runway.min(self.heap_live.load(Relaxed)), SeqCst);
+    }
+
+    /// Ends `hold_allocation`: the running cycle's runway again, and the
+    /// fast path for allocation below it.
+    pub fn release_hold(&self) {
+        self.next_gc.store(self.held_runway.load(Relaxed), SeqCst);
+        self.gc_wanted.store(false, SeqCst);
     }
 
     /// A concurrent cycle asked for was not run (collection disabled): the
@@ -417,5 +488,43 @@ mod tests {
         assert_eq!(retain_after(8 << 20, 16 << 20), 18 << 20);
         assert_eq!(retain_after(32 << 20, 16 << 20), 36 << 20, "at least what is in use");
         assert_eq!(retain_after(1 << 20, usize::MAX), MIN_HEAP, "GC off: what is in use, at least MIN_HEAP");
+    }
+
+    #[test]
+    fn an_assist_pays_for_its_bytes_with_the_work_left_over_the_heap_left() {
+        let p = Pacer::new(Some(100));
+        p.assist_goal.store(100 * MIB, Relaxed);
+        p.assist_expected.store(50 * MIB, Relaxed);
+        p.heap_live.store(60 * MIB, Relaxed);
+        // 40 MiB to scan over 40 MiB to allocate: a byte a byte.
+        assert_eq!(p.assist_work(64 << 10, 10 * MIB), 64 << 10);
+        // Half the work left: half as much.
+        assert_eq!(p.assist_work(64 << 10, 30 * MIB), 32 << 10);
+        // Past the expected work, a sixteenth of it counts as left.
+        assert_eq!(p.assist_work(64 << 10, 80 * MIB), (64 << 10) * (50 * MIB / 16) / (40 * MIB));
+        // Past the goal the distance has a floor, and one assist a ceiling.
+        p.heap_live.store(120 * MIB, Relaxed);
+        assert_eq!(p.assist_work(64 << 10, 10 * MIB), ASSIST_MAX_BYTES);
+        assert_eq!(p.assist_work(16, 10 * MIB), 16 * 40 * MIB / (100 * MIB / 64));
+    }
+
+    #[test]
+    fn a_cycle_that_holds_allocation_brings_the_trigger_down_and_back() {
+        let p = Pacer::new(Some(100));
+        p.trigger_early(100 * MIB, 200 * MIB, 200 * MIB);
+        p.note_allocated(180 * MIB);
+        assert!(p.gc_wanted.load(Relaxed));
+        p.start_concurrent();
+        let runway = p.next_gc.load(Relaxed);
+        assert_eq!(runway, 400 * MIB);
+        assert_eq!(p.assist_goal.load(Relaxed), 200 * MIB);
+        assert!(!p.gc_wanted.load(Relaxed));
+        p.hold_allocation();
+        assert_eq!(p.next_gc.load(Relaxed), 180 * MIB);
+        p.note_allocated(64 << 10);
+        assert!(p.gc_wanted.load(Relaxed), "the next refill crosses the trigger");
+        p.release_hold();
+        assert_eq!(p.next_gc.load(Relaxed), runway);
+        assert!(!p.gc_wanted.load(Relaxed) && !p.trigger_reached());
     }
 }

@@ -30,7 +30,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::config::Config;
 use crate::heap::Heap;
 use crate::links::LinkTable;
-use crate::mark::{MarkWorkers, Marker};
+use crate::mark::{AssistMarkers, MarkWorkers, Marker};
 use crate::os;
 use crate::stopworld;
 use crate::threads::{self, World};
@@ -59,6 +59,9 @@ pub struct GcThread {
     /// allocation had before it would wait: the next one marks on every
     /// marker, not on a quarter of them (`concurrent::helpers_for`).
     pub hurry: std::sync::atomic::AtomicBool,
+    /// 1 while allocation waits for the running cycle's final stop
+    /// (`concurrent::hold`); threads wait on this word.
+    pub held: std::sync::atomic::AtomicU32,
 }
 
 pub struct Runtime {
@@ -70,6 +73,8 @@ pub struct Runtime {
     marker: UnsafeCell<Marker>,
     /// The marker threads beside the collecting one (see `mark`).
     pub mark_workers: MarkWorkers,
+    /// The markers of program threads that assist a concurrent mark.
+    pub assist_markers: AssistMarkers,
     /// Disappearing links (libgc's API, and gc_weak handles), cleared by the sweep.
     pub links: LinkTable,
     /// The canonical gc_weak handle of each pointer (see `weak`).
@@ -102,6 +107,7 @@ impl Runtime {
             world: WorldLock::new(World::new()),
             marker: UnsafeCell::new(Marker::new()),
             mark_workers: MarkWorkers::new(),
+            assist_markers: AssistMarkers::new(),
             links: LinkTable::new(),
             weak: WeakTable::new(),
             tracking: UnsafeCell::new(Tracking::Untried),
@@ -110,6 +116,7 @@ impl Runtime {
                 wake: std::sync::atomic::AtomicU32::new(0),
                 pending: std::sync::atomic::AtomicBool::new(false),
                 hurry: std::sync::atomic::AtomicBool::new(false),
+                held: std::sync::atomic::AtomicU32::new(0),
             },
         }
     }
@@ -277,10 +284,12 @@ extern "C" fn fork_child() {
         stopworld::forget_stopped_threads();
         rt.finq.forget_thread();
         rt.mark_workers.forget_threads();
+        rt.assist_markers.forget_threads();
         // The background collector did not survive the fork either, and the
         // tracker's descriptors name the parent's memory: the child makes its own.
         rt.gc_thread.started.store(false, Relaxed);
         rt.gc_thread.pending.store(false, Relaxed);
+        rt.gc_thread.held.store(0, Relaxed);
         rt.heap.marking_concurrently.store(false, Relaxed);
         // SAFETY: we hold the world (w) in the only thread of the child.
         *rt.tracking(&w) = Tracking::Untried;

@@ -83,6 +83,10 @@ pub struct Stats {
     /// Bytes allocated up to the last sweep.
     pub total_alloc_swept: AtomicU64,
     pub mark_concurrent_ns: AtomicU64,
+    /// Bytes scanned by mark assists, and their time, over every cycle (in
+    /// the trace; `assist`).
+    pub assist_bytes: AtomicU64,
+    pub assist_ns: AtomicU64,
     pub lazy: SweptElsewhere,
 }
 
@@ -95,6 +99,8 @@ impl Stats {
             max_pause_ns: AtomicU64::new(0),
             total_alloc_swept: AtomicU64::new(0),
             mark_concurrent_ns: AtomicU64::new(0),
+            assist_bytes: AtomicU64::new(0),
+            assist_ns: AtomicU64::new(0),
             lazy: SweptElsewhere {
                 live_bytes: AtomicU64::new(0),
                 live_objects: AtomicU64::new(0),

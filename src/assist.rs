@@ -1,0 +1,69 @@
+//! Mark assists: a thread that allocates while a concurrent mark runs marks
+//! a share of the heap itself [Go: mgcmark.go's gcAssistAlloc, written
+//! afresh].
+//!
+//! Why: a concurrent mark must end before the program has allocated its
+//! runway, or the program waits for it (`concurrent::collect_if_wanted`).
+//! One background marker cannot always keep up (the pause benchmark at 256
+//! MiB live, allocating 1.6 GB/s: it took 450-650 ms, the runway lasted a
+//! fraction of that), and a second marker thread beside the program on a
+//! machine with as many cores as threads makes the program wait for a core,
+//! a scheduler tick at a time (4 ms). An assist does that second marker's
+//! work on the allocating thread, in slices of a fraction of a millisecond,
+//! paid by the bytes it allocates: no thread waits for a core, and a thread
+//! that allocates faster marks more.
+//!
+//! How: every refill of an mcache and every large object counts its bytes
+//! (`Mcache::take_reserved`); leaving `gc_alloc`'s slow path, a thread that
+//! reserved some while a concurrent phase is open to assists
+//! (`WorkPool::open_to_assists`) scans `Pacer::assist_work` bytes: its part
+//! of the work left, spread over the heap left before the goal. It takes
+//! grey objects from the markers' pool, drains them on an assist marker
+//! of its own (`AssistMarkers`) and gives back what is left (see `gcwork`).
+//! Finding no work there, it asks for some and allocates on: the debt is
+//! forgiven (the runway is still the backstop).
+//!
+//! Invariants:
+//! - an assist runs inside the runtime (`InRuntime`), so no stop of the world
+//!   can catch it holding grey objects: a stop waits for it to leave, and the
+//!   phase's end waits for it to give its work back (`gcwork`), so the final
+//!   pause never finds a half-done assist;
+//! - it touches only its assist marker, the pool and the heap's mark bytes,
+//!   as a marker thread does; it allocates nothing and takes no lock but the
+//!   pool's;
+//! - it holds no pointer the final pause needs: everything it found is
+//!   marked and either scanned or back in the pool before it leaves.
+
+use crate::runtime::Runtime;
+use crate::threads::InRuntime;
+
+/// What a thread inside the runtime does after an allocation: an assist, if
+/// it reserved memory while a concurrent mark takes assists.
+#[inline]
+pub fn after_alloc(h: &Runtime, g: &InRuntime) {
+    // SAFETY: the guard's thread is the caller; its mcache is only touched by
+    // itself inside the runtime (or by a collector, which cannot run now).
+    let reserved = unsafe { (*(*g.thread()).mcache.get()).take_reserved() };
+    if reserved != 0 && h.mark_workers.pool.open_to_assists() {
+        assist(h, reserved);
+    }
+}
+
+/// Scans the share of the mark that `reserved` bytes pay for.
+#[cold]
+#[inline(never)]
+fn assist(h: &Runtime, reserved: usize) {
+    let pool = &h.mark_workers.pool;
+    let work = h.pacer.assist_work(reserved, pool.scanned());
+    if work == 0 {
+        return;
+    }
+    let t0 = crate::os::nanotime();
+    // SAFETY: an open phase frees no span until every assist holding work
+    // has left (`Marker::assist` joins the phase first, or does nothing).
+    let done = h.assist_markers.with(|m| unsafe { m.assist(&h.heap, pool, work) });
+    if let Some(bytes) = done.filter(|&b| b > 0) {
+        h.stats.assist_bytes.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        h.stats.assist_ns.fetch_add(crate::os::nanotime() - t0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
