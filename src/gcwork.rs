@@ -185,22 +185,29 @@ impl WorkPool {
     /// A busy marker takes a packet while there is a surplus, without
     /// going idle; false if there is none any more.
     pub fn take_surplus(&self, f: impl FnOnce(&[(usize, usize)])) -> bool {
-        let mut st = self.lock();
+        let st = self.lock();
         if st.nfull <= SURPLUS_PACKETS {
             return false;
         }
+        self.hand_over(st, f);
+        true
+    }
+
+    /// Takes the last full packet (there is one) off the list, hands its
+    /// entries to `f` outside the lock, and frees it.
+    fn hand_over(&self, mut st: std::sync::MutexGuard<'_, PoolState>, f: impl FnOnce(&[(usize, usize)])) {
         st.nfull -= 1;
         let i = st.full[st.nfull];
         self.set_hungry(&st);
         drop(st);
-        // SAFETY: as in `take`: the packet is ours until it is free again.
+        // SAFETY: we took index i off the full list: the packet is ours
+        // until we put it back on the free list.
         let p = unsafe { &*self.packets.add(i as usize) };
         f(&p.entries[..p.len]);
         let mut st = self.lock();
         let n = st.nfree;
         st.free[n] = i;
         st.nfree += 1;
-        true
     }
 
     /// Offers `entries` (at most `PACKET_ENTRIES`) to the waiting markers.
@@ -236,19 +243,8 @@ impl WorkPool {
         st.idle += 1;
         loop {
             if st.nfull > 0 {
-                st.nfull -= 1;
                 st.idle -= 1;
-                let i = st.full[st.nfull];
-                self.set_hungry(&st);
-                drop(st);
-                // SAFETY: we took index i off the full list: the packet is ours
-                // until we put it back on the free list.
-                let p = unsafe { &*self.packets.add(i as usize) };
-                f(&p.entries[..p.len]);
-                let mut st = self.lock();
-                let n = st.nfree;
-                st.free[n] = i;
-                st.nfree += 1;
+                self.hand_over(st, f);
                 return true;
             }
             if st.idle == st.markers && st.assisting == 0 {
@@ -308,21 +304,11 @@ impl WorkPool {
             }
             return false;
         }
-        st.nfull -= 1;
-        let i = st.full[st.nfull];
         st.assist_wants = false;
         if !joined {
             st.assisting += 1;
         }
-        self.set_hungry(&st);
-        drop(st);
-        // SAFETY: as in `take`: the packet is ours until it is free again.
-        let p = unsafe { &*self.packets.add(i as usize) };
-        f(&p.entries[..p.len]);
-        let mut st = self.lock();
-        let n = st.nfree;
-        st.free[n] = i;
-        st.nfree += 1;
+        self.hand_over(st, f);
         true
     }
 

@@ -1585,17 +1585,19 @@ mod tests {
         assert_eq!(collect(&h, &mut mc, &mut m).live_objects, 0, "unpinned, it is garbage");
     }
 
-    /// A table of more than one scan chunk whose slots head 3-node lists,
-    /// rooted in nothing (the tests mark it by hand), with garbage beside
-    /// it. Returns the table, its size and the objects it keeps.
-    fn table_of_lists(h: &Heap, mc: &mut Mcache) -> (usize, usize, usize) {
+    /// A phase open to assists on the test heap, its one packet a table of
+    /// more than one scan chunk whose slots head 3-node lists (marked, as a
+    /// root scan would leave it), with garbage beside it. Returns the pool,
+    /// the bytes the mark scans and the objects it keeps.
+    fn phase_on_a_table(h: &Heap) -> (WorkPool, usize, usize) {
         const SLOTS: usize = 4096;
-        let table = alloc(h, mc, class(SLOTS * 8, false));
+        let mut mc = Mcache::new();
+        let table = alloc(h, &mut mc, class(SLOTS * 8, false));
         let mut live = 1;
         for i in 0..SLOTS {
             let mut head = 0;
             for _ in 0..3 {
-                let n = alloc(h, mc, class(32, false));
+                let n = alloc(h, &mut mc, class(32, false));
                 // SAFETY: fresh objects of the test's heap.
                 unsafe { *(n as *mut usize) = head };
                 head = n;
@@ -1604,32 +1606,25 @@ mod tests {
             // SAFETY: `table` has SLOTS words.
             unsafe { *(table as *mut usize).add(i) = head };
         }
-        tree(h, mc, 1000);
+        tree(h, &mut mc, 1000);
         mc.release_all(h, false);
-        (table, SLOTS * 8, live)
-    }
-
-    /// Marks the table (as a root scan would) and offers it to the pool.
-    fn share_marked(h: &Heap, pool: &WorkPool, table: usize, size: usize) {
+        let pool = WorkPool::new();
+        pool.begin(1, true);
         let s = h.span_of(table);
         // SAFETY: a live span of the test's heap; no other marker runs.
         unsafe { assert!((*s).try_mark((*s).index_of(table))) };
-        assert!(pool.share(&[(table, size)]));
+        assert!(pool.share(&[(table, SLOTS * 8)]));
+        (pool, SLOTS * 8 + (live - 1) * 32, live)
     }
 
     #[test]
     #[cfg_attr(miri, ignore = "a heap of its own: a 128 MiB arena, too large for Miri")]
     fn an_assist_marks_its_share_and_gives_the_rest_back() {
         let h = test_heap();
-        let mut mc = Mcache::new();
-        let (table, size, live) = table_of_lists(&h, &mut mc);
-        let pool = WorkPool::new();
-        pool.begin(1, true);
-        share_marked(&h, &pool, table, size);
+        let (pool, all, live) = phase_on_a_table(&h);
         let mut a = Marker::with_capacity(ASSIST_STACK_ENTRIES);
         // SAFETY: no other thread uses the heap; no span is freed.
         let done = unsafe { a.assist(&h, &pool, 1024) };
-        let all = size + (live - 1) * 32;
         assert!(done >= 1024 && done < all / 4, "an assist of 1 KiB scanned {done} of {all} bytes");
         assert_eq!(a.len, 0, "the assist gave back what it did not mark");
         // The phase's marker finishes from what the assist gave back.
@@ -1645,11 +1640,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "a heap of its own and threads: too large for Miri")]
     fn assists_beside_a_marker_lose_nothing() {
         let h = test_heap();
-        let mut mc = Mcache::new();
-        let (table, size, live) = table_of_lists(&h, &mut mc);
-        let pool = WorkPool::new();
-        pool.begin(1, true);
-        share_marked(&h, &pool, table, size);
+        let (pool, _, live) = phase_on_a_table(&h);
         let assisted = std::thread::scope(|s| {
             let assists = s.spawn(|| {
                 let mut a = Marker::with_capacity(ASSIST_STACK_ENTRIES);
