@@ -663,11 +663,9 @@ impl Marker {
             // Give back about what was taken, not more: a big object's chunk
             // leaves thousands of words, and a pool that grows with each
             // assist would fill. Up to the budget again is marked for that.
-            let mut extra = budget.min(isize::MAX as usize) as isize;
-            while self.len > PACKET_ENTRIES && extra > 0 {
-                let before = self.scanned;
+            let limit = self.scanned.saturating_add(budget);
+            while self.len > PACKET_ENTRIES && self.scanned < limit {
                 self.drain_bounded(h, SCAN_CHUNK as isize);
-                extra -= (self.scanned - before) as isize;
             }
             // Give back, a packet at a time; with every packet in use, mark
             // on until the rest fits.
