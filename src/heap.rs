@@ -85,24 +85,32 @@ pub enum FindError {
 }
 
 /// When the heap first grows into the arena's untouched pages, they are made
-/// resident this many (512 KiB) at a time, in one system call, rather than
-/// by one page fault at the first write to each 4 KiB. GCBench trees, whose
-/// heap grows to 155 MiB: 44,000 page faults -> 4,400, system time 103-109
-/// -> 69-77 ms (`perf stat -r 3`, three interleaved pairs). A call costs a
-/// request about 0.1 ms (2 MiB at a time cost 0.5 ms, which showed in the
-/// pause benchmark's p999). Populated pages not used yet are free and zero,
-/// and not `dirty`: the scavenger never sees them, so at most this many per
-/// chunk (`pagealloc::CHUNK_PAGES`) stay resident unused.
-pub const POPULATE_AHEAD_PAGES: usize = 64;
+/// resident this many (64 KiB) past a new span at a time, in one system call,
+/// rather than by one page fault at the first write to each 4 KiB. (GCBench
+/// trees, whose heap grows to 155 MiB: 44,000 page faults -> 4,400, system
+/// time 103-109 -> 69-77 ms, `perf stat -r 3`, with 64 pages ahead; 8 ahead
+/// makes as few faults, 4,323 against 4,322, since every page is populated
+/// either way, only in more calls.) Why not more at a time: on a virtual
+/// machine whose host takes back the guest's free memory (virtio-balloon
+/// free page reporting, as on the machine these figures come from), a first
+/// touch costs 20-190 us per 4 KiB, and the request that populates waits for
+/// it: 64 pages ahead took 2-9 ms a call, the longest requests of the pause
+/// benchmark; 8 ahead puts the same cost on 8 times as many requests, a
+/// fraction each. Populated pages not used yet are free and zero, and not
+/// `dirty`: the scavenger never sees them, so at most this many per chunk
+/// (`pagealloc::CHUNK_PAGES`) stay resident unused.
+pub const POPULATE_AHEAD_PAGES: usize = 8;
 
-/// `populate` works in pieces of this many bytes (16 OS pages).
-const POPULATE_PIECE: usize = 64 << 10;
+/// `populate` works in pieces of this many bytes (4 OS pages): a stop of the
+/// world waits for one piece at most (64 KiB took up to 3 ms on the host
+/// above).
+const POPULATE_PIECE: usize = 16 << 10;
 
 /// Set from the start of a stop of the world to the restart (by
 /// `stopworld`). A thread inside the runtime defers its stop until it leaves,
 /// and a system call ends before its thread sees the signal, so long work
 /// there (populating pages) checks it and cuts itself short: a stop then
-/// waits for one piece at most, not for the whole 512 KiB.
+/// waits for one piece at most, not for the whole range.
 pub static STOP_WANTED: AtomicBool = AtomicBool::new(false);
 
 /// Populates `[lo, hi)` (page-aligned) piece by piece (`os::populate`),
@@ -584,7 +592,7 @@ mod tests {
         assert_eq!(h.pages.lock().unwrap().populated_to(0), 2 + POPULATE_AHEAD_PAGES);
         // A large object past them: its pages are not populated (only the
         // ones that were ahead already are resident).
-        let big = 4 * POPULATE_AHEAD_PAGES;
+        let big = CHUNK_PAGES;
         let u = h.alloc_span(big, 0).unwrap();
         // SAFETY: as above.
         let (u_lo, u_end) = unsafe { ((*u).base, (*u).base + (*u).npages * PAGE_SIZE) };

@@ -35,11 +35,33 @@ pub struct Mcache {
     /// Bytes this thread reserved for allocation (refills, large objects)
     /// since it last looked (`take_reserved`): what a mark assist pays for.
     reserved: usize,
+    /// Mark-assist work (bytes) this thread still owes cycle `assist_cycle`:
+    /// what its assists could not do within one slice (`assist`).
+    assist_debt: usize,
+    assist_cycle: u64,
 }
 
 impl Mcache {
     pub const fn new() -> Mcache {
-        Mcache { entries: [EMPTY; NUM_SPAN_CLASSES], reserved: 0 }
+        Mcache { entries: [EMPTY; NUM_SPAN_CLASSES], reserved: 0, assist_debt: 0, assist_cycle: 0 }
+    }
+
+    /// The assist work this thread owes `cycle`, which it then no longer
+    /// owes; none if what it owed was an earlier cycle's.
+    #[inline]
+    pub fn take_assist_debt(&mut self, cycle: u64) -> usize {
+        let debt = std::mem::take(&mut self.assist_debt);
+        if self.assist_cycle == cycle {
+            debt
+        } else {
+            0
+        }
+    }
+
+    /// Records that this thread owes `cycle` `bytes` of assist work.
+    #[inline]
+    pub fn owe_assist(&mut self, cycle: u64, bytes: usize) {
+        (self.assist_debt, self.assist_cycle) = (bytes, cycle);
     }
 
     /// Counts `bytes` of a large object towards `reserved`.
@@ -235,6 +257,18 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::sizeclass::{objects_per_span, size_to_class};
+
+    #[test]
+    fn assist_debt_is_owed_to_its_cycle_only() {
+        let mut mc = Mcache::new();
+        assert_eq!(mc.take_assist_debt(0), 0);
+        mc.owe_assist(3, 4096);
+        assert_eq!(mc.take_assist_debt(3), 4096);
+        assert_eq!(mc.take_assist_debt(3), 0, "taken once");
+        mc.owe_assist(3, 4096);
+        assert_eq!(mc.take_assist_debt(4), 0, "the cycle it was owed to has ended");
+        assert_eq!(mc.take_assist_debt(3), 0, "and it is forgotten");
+    }
 
     #[test]
     #[cfg_attr(miri, ignore = "a heap of its own: a 128 MiB arena, too large for Miri")]

@@ -130,8 +130,9 @@ pub struct Pacer {
 /// (mostly) done when the goal is reached [Go: the trigger ratio].
 pub const CONCURRENT_TRIGGER_PCT: usize = 70;
 
-/// The most an assist scans at once: about a quarter of a millisecond of
-/// marking, so that one allocation never waits long.
+/// The most assist work one allocation adds to what its thread owes (an
+/// assist then works it off a slice at a time, `assist::ASSIST_SLICE_BYTES`),
+/// so that a thread's debt stays bounded past the goal.
 pub const ASSIST_MAX_BYTES: usize = 256 << 10;
 
 /// The least heap distance `assist_work` divides by.
@@ -235,7 +236,7 @@ impl Pacer {
         self.gc_wanted.store(false, Relaxed);
     }
 
-    /// How many bytes a thread that reserved `bytes` for allocation should
+    /// How many bytes a thread that reserved `bytes` for allocation owes the
     /// scan in the running concurrent cycle, `scanned` bytes having been
     /// scanned so far [Go: gcController.assistWorkPerByte]: its part of
     /// what is left to scan, spread over what is left to allocate before the
