@@ -480,13 +480,15 @@ def pause_section(values, extras, variants, cell, pause_svg):
            "whole process, building included (gcpin's statistics cannot be read per request "
            "without stopping the world): gcpin `max_pause_ns`; libgc the longest "
            "`GC_EVENT_START`→`GC_EVENT_END`; Go the largest `MemStats.PauseNs` (a cycle's "
-           "stop-the-world pauses summed). **Longest request** and the p99 are over the "
-           "loop's requests (any pause in the loop falls inside one); **loop** is the loop's "
+           "stop-the-world pauses summed). **Longest request**, the p99 and the p99.9 are over "
+           "the loop's requests (any pause in the loop falls inside one; on a shared host the "
+           "longest request also catches the host's own preemptions, which the p99.9 mostly "
+           "does not); **loop** is the loop's "
            "wall time; collections are those that ended during the loop. Medians over the "
            "processes.\n",
-           "| live | implementation | longest pause | longest request | p99 request | loop "
-           "| collections in loop | peak RSS |",
-           "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+           "| live | implementation | longest pause | longest request | p99 request "
+           "| p99.9 request | loop | collections in loop | peak RSS |",
+           "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for size in sizes:
         label = f"pause{size}"
         for impl in impls:
@@ -497,10 +499,12 @@ def pause_section(values, extras, variants, cell, pause_svg):
             tot = median(values.get((impl, f"{label}_total"), []))
             rss = median(values.get((impl, f"{label}_peak_rss"), []))
             p99 = extra_median(extras, impl, f"{label}_max_request", "p99_us")
+            p999 = extra_median(extras, impl, f"{label}_max_request", "p999_us")
             ngc = extra_median(extras, impl, f"{label}_max_pause", "loop_gc")
             name = "libgc (pin table)" if impl == "libgc" else impl_label(impl, variants)
             out.append(f"| {size} MiB | {name} | {cell(mp, 'time', label)} | "
                        f"{cell(mr, 'time', label)} | {fmt_time(p99 * 1e3 if p99 is not None else None)} | "
+                       f"{fmt_time(p999 * 1e3 if p999 is not None else None)} | "
                        f"{cell(tot, 'time', label)} | {'—' if ngc is None else f'{ngc:g}'} | "
                        f"{fmt_value(rss, 'rss')} |")
     out.append("")

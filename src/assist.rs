@@ -81,7 +81,9 @@ fn assist(h: &Runtime, mc: &mut Mcache, reserved: usize) {
     // SAFETY: an open phase frees no span until every assist holding work
     // has left (`Marker::assist` joins the phase first, or does nothing).
     match h.assist_markers.with(|m| unsafe { m.assist(&h.heap, pool, owed.min(ASSIST_SLICE_BYTES)) }) {
-        // No work to take: the debt is forgiven (the runway is the backstop).
+        // Nothing scanned: there was no work to take (or what it took
+        // pointed only at marked objects). The debt is forgiven: the runway
+        // is the backstop.
         Some(0) => {}
         Some(bytes) => {
             mc.owe_assist(cycle, owed.saturating_sub(bytes));

@@ -132,7 +132,8 @@ pub const CONCURRENT_TRIGGER_PCT: usize = 70;
 
 /// The most assist work one allocation adds to what its thread owes (an
 /// assist then works it off a slice at a time, `assist::ASSIST_SLICE_BYTES`),
-/// so that a thread's debt stays bounded past the goal.
+/// so that one allocation past the goal, where the distance left is small,
+/// does not make its thread owe most of the cycle's marking.
 pub const ASSIST_MAX_BYTES: usize = 256 << 10;
 
 /// The least heap distance `assist_work` divides by.
