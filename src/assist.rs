@@ -48,8 +48,8 @@ use crate::threads::InRuntime;
 /// than it took: some 0.2 ms of marking at a time. What a thread owes beyond
 /// it waits for its next allocation's assist (`Mcache::take_assist_debt`).
 /// (Counting the words alone, with no debt kept, made assists scan less:
-/// cycles ran longer and the pause benchmark's peak RSS went from 645 to
-/// 672-715 MB; with the debt it is 655 MB. Medians of interleaved runs.)
+/// cycles ran longer and the pause benchmark's peak RSS went from 630 to
+/// 657-699 MiB; with the debt it is 640 MiB. Medians of interleaved runs.)
 pub const ASSIST_SLICE_BYTES: usize = 64 << 10;
 
 /// What a thread inside the runtime does after an allocation: an assist, if
