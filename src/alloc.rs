@@ -12,6 +12,7 @@
 use std::sync::atomic::Ordering::*;
 
 use crate::heap::{AllocFail, Heap};
+use crate::mcache::Mcache;
 use crate::sizeclass::PAGE_SIZE;
 use crate::sizeclass::{self, MAX_SMALL_SIZE};
 use crate::threads::InRuntime;
@@ -33,10 +34,8 @@ pub fn malloc(g: &InRuntime, h: &Heap, size: usize, noscan: bool) -> Result<usiz
         }
         Ok(addr)
     } else {
-        let addr = malloc_large(h, size, noscan)?;
         // SAFETY: as above.
-        unsafe { (*(*g.thread()).mcache.get()).note_reserved(size.div_ceil(PAGE_SIZE) * PAGE_SIZE) };
-        Ok(addr)
+        malloc_large(h, unsafe { &mut *(*g.thread()).mcache.get() }, size, noscan)
     }
 }
 
@@ -83,7 +82,7 @@ fn zero_object(addr: usize, size: usize) {
 }
 
 #[inline(never)]
-fn malloc_large(h: &Heap, size: usize, noscan: bool) -> Result<usize, AllocFail> {
+fn malloc_large(h: &Heap, mc: &mut Mcache, size: usize, noscan: bool) -> Result<usize, AllocFail> {
     let npages = size.div_ceil(PAGE_SIZE);
     if npages > h.arena_size / PAGE_SIZE {
         return Err(AllocFail::NoMemory);
@@ -94,7 +93,7 @@ fn malloc_large(h: &Heap, size: usize, noscan: bool) -> Result<usize, AllocFail>
     // in the runtime.
     unsafe {
         (*s).alloc[0].store(1, Relaxed);
-        h.pacer.note_allocated(npages * PAGE_SIZE);
+        mc.note_allocated(h, npages * PAGE_SIZE);
         Ok((*s).base)
     }
 }

@@ -85,7 +85,9 @@ const FEW_WRITTEN_PAGES: usize = 64;
 /// After this many passes, one that found at least `HOLD_MIN_PAGES`, and
 /// more than half the pages of the one before, makes allocation wait for
 /// the final stop (see `cycle`). (Fewer pages make a final pause short
-/// anyway: 0.2-0.35 ms for 50-200 pages at 256 MiB live.)
+/// anyway: 0.2-0.35 ms for 50-200 pages at 256 MiB live on a quiet host,
+/// 1-1.5 ms for 100-250 on one about 3 times slower; a hold from 64 pages
+/// there gave no clearly shorter pause and no better requests.)
 const HOLD_AFTER_PASSES: usize = 2;
 const HOLD_MIN_PAGES: usize = 512;
 
@@ -452,6 +454,7 @@ fn lift_hold(h: &Runtime) {
         os::futex_wake(&h.gc_thread.held, i32::MAX);
     }
 }
+
 /// Recovers a mark-stack overflow of the concurrent mark, with the world
 /// running, over the spans in use now (the page lock is taken only then).
 ///

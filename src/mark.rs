@@ -665,7 +665,8 @@ impl Marker {
         if !pool.take_as_assist(false, |e| self.push_all(e)) {
             return 0;
         }
-        let mut left = budget.min(isize::MAX as usize) as isize;
+        let budget = budget.min(isize::MAX as usize) as isize;
+        let mut left = budget;
         // SAFETY: we hold work, so the phase, and the contract, last.
         unsafe {
             loop {
@@ -677,7 +678,7 @@ impl Marker {
             // Give back about what was taken, not more: a big object's chunk
             // leaves thousands of words, and a pool that grows with each
             // assist would fill. Up to the budget again is used for that.
-            let mut extra = budget.min(isize::MAX as usize) as isize;
+            let mut extra = budget;
             while self.len > PACKET_ENTRIES && extra > 0 {
                 let step = extra.min(SCAN_CHUNK as isize);
                 extra -= step - self.drain_bounded(h, step);

@@ -64,9 +64,11 @@ impl Mcache {
         (self.assist_debt, self.assist_cycle) = (bytes, cycle);
     }
 
-    /// Counts `bytes` of a large object towards `reserved`.
+    /// Counts `bytes` this thread took for allocation (a refill's free slots,
+    /// a large object) towards the trigger and towards `reserved`.
     #[inline]
-    pub fn note_reserved(&mut self, bytes: usize) {
+    pub fn note_allocated(&mut self, h: &Heap, bytes: usize) {
+        h.pacer.note_allocated(bytes);
         self.reserved += bytes;
     }
 
@@ -162,8 +164,7 @@ impl Mcache {
             let (w, free) =
                 first.unwrap_or_else(|| crate::os::throw("heap corruption: a partial span has no free slot"));
             self.entries[spc] = CacheEntry { span: s, free, word: w as u32 };
-            h.pacer.note_allocated(free_slots * (*s).elemsize);
-            self.reserved += free_slots * (*s).elemsize;
+            self.note_allocated(h, free_slots * (*s).elemsize);
         }
         Ok(())
     }
