@@ -32,9 +32,11 @@
 //!    passes have run; when the passes do not converge (the program writes
 //!    as fast as they scan), allocation waits for the final stop (`hold`);
 //! 5. the final stop (`gc::cycle_with`): the pages written since the last
-//!    pass, every root again, pinned objects (scannable ones scanned again
-//!    whether marked or not: the kernel writes into pinned memory — fixed
-//!    io_uring buffers, O_DIRECT — without the page tables seeing it),
+//!    pass (listed, not protected again: step 6 unprotects them), every root
+//!    again, pinned objects (scannable ones scanned again whether marked or
+//!    not: the kernel writes into pinned memory — fixed io_uring buffers,
+//!    O_DIRECT — without the page tables seeing it; noscan spans walked
+//!    during the mark and not pinned in since skipped, `pinner::walk_noscan`),
 //!    finalizer state; drain; then the weak tables and the sweep as in a
 //!    stop-the-world cycle;
 //! 6. unprotect, with the world running, and release memory as usual.
@@ -385,7 +387,8 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
                     break;
                 }
                 let (lo, hi) = pieces[i];
-                let r = t.take_written(lo, hi - lo, |lo, hi| {
+                // Listed, not protected again: step 6 unprotects them all.
+                let r = t.list_written(lo, hi - lo, |lo, hi| {
                     // SAFETY: the world is stopped.
                     unsafe { mark::push_written(h, m, lo, hi) };
                 });

@@ -998,24 +998,23 @@ pub enum Roots {
 
 /// During a concurrent mark, with the world running: marks the pinned objects
 /// of the flagged spans (see `Heap::for_each_span_with_extras`), and marks
-/// the noscan spans without special records walked, so that the final pause
-/// walks only the spans pinned since, those with specials, and scannable ones
-/// (whose pinned objects it scans again: the kernel may have written them).
-/// A pin after that clears the span's walked bit.
+/// the noscan spans without special records walked (`pinner::walk_noscan`),
+/// so that the final pause walks only the spans pinned since, those with
+/// specials, and scannable ones (whose pinned objects it scans again: the
+/// kernel may have written them). A pin after that clears the span's walked
+/// bit; an unpin while the mark runs walks the span again.
 ///
 /// # Safety
-/// No span is freed meanwhile (`Heap::marking_concurrently`).
+/// No span is freed meanwhile (`Heap::marking_concurrently`), and the final
+/// pause has not begun.
 pub unsafe fn mark_pinned_concurrently(h: &Heap, m: &mut Marker, high_water: usize) {
     // SAFETY: per the contract, flagged spans stay in use; pin bits are read
     // as atomics, the specials under their lock.
     unsafe {
         h.for_each_span_with_extras(high_water, false, |s| {
-            let plain = (*s).noscan() && (*s).specials.lock().map(|l| l.is_empty()).unwrap_or(false);
-            if plain {
-                (*s).set_walked();
-                // The pin bits are read after the bit is set (see
-                // `Span::note_extras`, which clears it after a pin).
-                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            if (*s).noscan() {
+                pinner::walk_noscan(s);
+                return;
             }
             pinner::for_each_pinned(s, |idx| m.mark_object(s, idx));
             m.drain(h);
@@ -1597,6 +1596,75 @@ mod tests {
         assert!(allocated(&h, pinned) && allocated(&h, reached) && !allocated(&h, lost));
         pinner::unpin_object(s, idx);
         assert_eq!(collect(&h, &mut mc, &mut m).live_objects, 0, "unpinned, it is garbage");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a heap of its own: a 128 MiB arena, too large for Miri")]
+    fn a_noscan_span_walked_during_a_concurrent_mark_is_left_out_of_the_final_walk() {
+        let h = test_heap();
+        let mut mc = Mcache::new();
+        let spc = class(64, true);
+        let (a, b, c) = (alloc(&h, &mut mc, spc), alloc(&h, &mut mc, spc), alloc(&h, &mut mc, spc));
+        let s = h.span_of_heap(a);
+        assert!(s == h.span_of_heap(b) && s == h.span_of_heap(c), "one span holds the three");
+        // SAFETY: the three are allocated in `s`, which no other thread uses.
+        let (ia, ib, ic) = unsafe { ((*s).index_of(a), (*s).index_of(b), (*s).index_of(c)) };
+        // SAFETY: as above.
+        let marked = |i: usize| unsafe { (*s).mark_word(i / 64) & (1 << (i % 64)) != 0 };
+        let high_water = h.pages.lock().unwrap().high_water;
+        let final_walk_visits = || {
+            let mut n = 0;
+            // SAFETY: no span is freed meanwhile.
+            unsafe { h.for_each_span_with_extras(high_water, true, |v| n += (v == s) as usize) };
+            n
+        };
+        pinner::pin_object(s, ia).unwrap();
+        h.marking_concurrently.store(true, Relaxed);
+        let mut m = Marker::new();
+        // SAFETY: no span is freed; the test's own heap.
+        unsafe { mark_pinned_concurrently(&h, &mut m, high_water) };
+        // SAFETY: as above.
+        assert!(unsafe { (*s).walked() } && marked(ia) && !marked(ib), "the walk marks the pinned object");
+        assert_eq!(final_walk_visits(), 0);
+        pinner::pin_object(s, ib).unwrap();
+        assert_eq!(final_walk_visits(), 1, "a pin since the walk leaves the span to the final pause");
+        pinner::unpin_object(s, ib);
+        pinner::walk_after_unpin(&h, s);
+        assert_eq!(final_walk_visits(), 0, "an unpin during the mark walks it again");
+        assert!(marked(ia) && !marked(ib), "and marks what is pinned, not what was");
+        // With no mark running, an unpin leaves the span to the final pause.
+        pinner::pin_object(s, ib).unwrap();
+        h.marking_concurrently.store(false, Relaxed);
+        pinner::unpin_object(s, ib);
+        pinner::walk_after_unpin(&h, s);
+        assert_eq!(final_walk_visits(), 1);
+        // A span with a special record is never left out.
+        extern "C" fn fin(_: *mut libc::c_void, _: *mut libc::c_void) {}
+        crate::finalizer::set(s, ic, Some(fin), std::ptr::null_mut()).unwrap();
+        h.marking_concurrently.store(true, Relaxed);
+        // SAFETY: as above.
+        unsafe { pinner::walk_noscan(s) };
+        assert_eq!(final_walk_visits(), 1, "a span with a finalizer stays in the final walk");
+        crate::finalizer::set(s, ic, None, std::ptr::null_mut()).unwrap();
+        // SAFETY: as above.
+        unsafe { pinner::walk_noscan(s) };
+        assert_eq!(final_walk_visits(), 0);
+        h.marking_concurrently.store(false, Relaxed);
+        // The final pause skips the span: the pinned object lives on its
+        // mark, the others are garbage.
+        mc.release_all(&h, false);
+        let mut pa = h.pages.lock().unwrap();
+        let none = Threads { registered: &[], forked_away: &[] };
+        // SAFETY: no other thread uses this heap; no thread record is scanned.
+        unsafe {
+            mark_roots(&h, &mut m, &none, std::ptr::null_mut(), 0, &LoadedObjects::default(), &pa, Roots::Final);
+            m.drain(&h);
+        }
+        let r = sweep(&h, &LinkTable::new(), &mut pa);
+        drop(pa);
+        assert!(allocated(&h, a) && !allocated(&h, b) && !allocated(&h, c));
+        assert_eq!(r.live_objects, 1);
+        pinner::unpin_object(s, ia);
     }
 
     /// A phase open to assists on the test heap, its one packet a table of

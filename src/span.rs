@@ -251,11 +251,28 @@ impl Span {
     }
 
     /// A concurrent cycle is about to mark the span's pinned objects: unless
-    /// it is pinned again (`note_extras`), the final pause need not.
+    /// it is pinned again (`note_extras`), the final pause need not (see
+    /// `pinner::walk_noscan`).
     pub fn set_walked(&self) {
         if !self.extras_word.is_null() {
             // SAFETY: as in `unflag_extras`.
             unsafe { (*self.extras_word.add(1)).fetch_or(self.extras_bit, SeqCst) };
+        }
+    }
+
+    /// Whether the span's walked bit is set (see `set_walked`).
+    #[inline]
+    pub fn walked(&self) -> bool {
+        // SAFETY: as in `unflag_extras`.
+        !self.extras_word.is_null() && unsafe { (*self.extras_word.add(1)).load(SeqCst) } & self.extras_bit != 0
+    }
+
+    /// Clears the span's walked bit: the final pause of a concurrent cycle
+    /// visits it.
+    pub fn clear_walked(&self) {
+        if !self.extras_word.is_null() {
+            // SAFETY: as in `unflag_extras`.
+            unsafe { (*self.extras_word.add(1)).fetch_and(!self.extras_bit, SeqCst) };
         }
     }
 
@@ -269,10 +286,8 @@ impl Span {
             return;
         }
         self.flag_extras();
-        // SAFETY: as in `unflag_extras`.
-        let walked = unsafe { &*self.extras_word.add(1) };
-        if walked.load(SeqCst) & self.extras_bit != 0 {
-            walked.fetch_and(!self.extras_bit, SeqCst);
+        if self.walked() {
+            self.clear_walked();
         }
     }
 
