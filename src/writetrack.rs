@@ -730,6 +730,22 @@ mod tests {
         }
     }
 
+    /// `n` pages of a mapping of the test's own, each in memory, under a
+    /// tracker that protects them all; None (the pages unmapped) where the
+    /// kernel lacks write tracking.
+    fn protected(n: usize) -> Option<(usize, WriteTracker)> {
+        let base = map(n);
+        for i in 0..n {
+            poke(base + i * page(), 1);
+        }
+        let Some(t) = tracker(base, n * page()) else {
+            unmap(base, n);
+            return None;
+        };
+        t.protect(base, n * page()).unwrap();
+        Some((base, t))
+    }
+
     /// The written pages of the range, as page indices from `base`.
     fn written(t: &WriteTracker, base: usize, pages: usize) -> Vec<usize> {
         let mut out = Vec::new();
@@ -792,12 +808,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "Miri has no userfaultfd")]
     fn list_written_reports_without_protecting_again() {
         let n = 8;
-        let base = map(n);
-        for i in 0..n {
-            poke(base + i * page(), 1);
-        }
-        let Some(t) = tracker(base, n * page()) else { return unmap(base, n) };
-        t.protect(base, n * page()).unwrap();
+        let Some((base, t)) = protected(n) else { return };
         poke(base + 3 * page(), 2);
         let listed = |t: &WriteTracker| {
             let mut out = Vec::new();
@@ -855,12 +866,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "Miri has no userfaultfd")]
     fn kernel_writes_into_protected_pages_succeed_and_are_reported() {
         let n = 16;
-        let base = map(n);
-        for i in 0..n {
-            poke(base + i * page(), 1);
-        }
-        let Some(t) = tracker(base, n * page()) else { return unmap(base, n) };
-        t.protect(base, n * page()).unwrap();
+        let Some((base, t)) = protected(n) else { return };
         let data = [0x5au8; 200];
 
         // read(): page 1.
@@ -915,12 +921,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "Miri has no userfaultfd")]
     fn more_runs_than_one_scan_holds_are_all_reported() {
         let n = 4 * SCAN_REGIONS + 10;
-        let base = map(n);
-        for i in 0..n {
-            poke(base + i * page(), 1);
-        }
-        let Some(t) = tracker(base, n * page()) else { return unmap(base, n) };
-        t.protect(base, n * page()).unwrap();
+        let Some((base, t)) = protected(n) else { return };
         let odd: Vec<usize> = (1..n).step_by(2).collect();
         for &i in &odd {
             poke(base + i * page(), 2);
@@ -1097,12 +1098,7 @@ mod tests {
     fn a_range_is_tracked_by_one_tracker_and_freed_when_it_is_dropped() {
         let _no_fork = FORKS.write().unwrap_or_else(|e| e.into_inner());
         let n = 8;
-        let base = map(n);
-        for i in 0..n {
-            poke(base + i * page(), 1);
-        }
-        let Some(t) = tracker(base, n * page()) else { return unmap(base, n) };
-        t.protect(base, n * page()).unwrap();
+        let Some((base, t)) = protected(n) else { return };
         let e = WriteTracker::new(base, n * page()).unwrap_err();
         assert_eq!(e.errno, libc::EBUSY, "a second tracker over the range: {e}");
         drop(t);
@@ -1119,12 +1115,7 @@ mod tests {
     fn a_forked_child_cannot_use_the_parents_tracker() {
         let _forking = FORKS.read().unwrap_or_else(|e| e.into_inner());
         let n = 8;
-        let base = map(n);
-        for i in 0..n {
-            poke(base + i * page(), 1);
-        }
-        let Some(t) = tracker(base, n * page()) else { return unmap(base, n) };
-        t.protect(base, n * page()).unwrap();
+        let Some((base, t)) = protected(n) else { return };
         // SAFETY: the child only makes system calls and leaves with _exit.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
