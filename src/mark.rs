@@ -1431,12 +1431,24 @@ mod tests {
         m: &mut Marker,
         workers: Option<&MarkWorkers>,
     ) -> crate::sweep::SweepReport {
+        collect_by(h, mc, |pa, none| {
+            // SAFETY: no other thread uses this heap (the world is trivially
+            // stopped); no thread record is scanned.
+            unsafe { mark(h, m, none, std::ptr::null_mut(), 0, &LoadedObjects::default(), pa, workers) }
+        })
+    }
+
+    /// A cycle on the test heap whose marking is `mark_step` (given the
+    /// locked page allocator and no threads to scan): mcache emptied, mark,
+    /// sweep.
+    fn collect_by(
+        h: &Heap,
+        mc: &mut Mcache,
+        mark_step: impl FnOnce(&PageAlloc, &Threads),
+    ) -> crate::sweep::SweepReport {
         mc.release_all(h, false);
         let mut pa = h.pages.lock().unwrap();
-        let none = Threads { registered: &[], forked_away: &[] };
-        // SAFETY: no other thread uses this heap (the world is trivially
-        // stopped); no thread record is scanned.
-        unsafe { mark(h, m, &none, std::ptr::null_mut(), 0, &LoadedObjects::default(), &pa, workers) };
+        mark_step(&pa, &Threads { registered: &[], forked_away: &[] });
         sweep(h, &LinkTable::new(), &mut pa)
     }
 
@@ -1652,16 +1664,13 @@ mod tests {
         h.marking_concurrently.store(false, Relaxed);
         // The final pause skips the span: the pinned object lives on its
         // mark, the others are garbage.
-        mc.release_all(&h, false);
-        let mut pa = h.pages.lock().unwrap();
-        let none = Threads { registered: &[], forked_away: &[] };
-        // SAFETY: no other thread uses this heap; no thread record is scanned.
-        unsafe {
-            mark_roots(&h, &mut m, &none, std::ptr::null_mut(), 0, &LoadedObjects::default(), &pa, Roots::Final);
-            m.drain(&h);
-        }
-        let r = sweep(&h, &LinkTable::new(), &mut pa);
-        drop(pa);
+        let r = collect_by(&h, &mut mc, |pa, none| {
+            // SAFETY: no other thread uses this heap; no thread record is scanned.
+            unsafe {
+                mark_roots(&h, &mut m, none, std::ptr::null_mut(), 0, &LoadedObjects::default(), pa, Roots::Final);
+                m.drain(&h);
+            }
+        });
         assert!(allocated(&h, a) && !allocated(&h, b) && !allocated(&h, c));
         assert_eq!(r.live_objects, 1);
         pinner::unpin_object(s, ia);

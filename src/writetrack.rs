@@ -529,9 +529,8 @@ impl WriteTracker {
     /// As `take_written`, but leaves the pages it reports written: a later
     /// call reports them again. For a last look before `unprotect` (the
     /// final pause of a concurrent mark), where protecting them again would
-    /// be wasted: GCPIN's pause benchmark at 256 MiB live, 28 final pauses
-    /// each, median time in these calls 114 -> 90 µs (of a pause of 226-259
-    /// µs).
+    /// be wasted: the pause benchmark at 256 MiB live, 28 final pauses each,
+    /// median time in these calls 114 -> 90 µs (of a pause of 226-259 µs).
     pub fn list_written(&self, lo: usize, len: usize, f: impl FnMut(usize, usize)) -> Result<usize, Error> {
         self.scan_written(lo, len, 0, "PAGEMAP_SCAN (list_written)", f)
     }
