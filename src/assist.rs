@@ -41,7 +41,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::mcache::Mcache;
 use crate::runtime::Runtime;
-use crate::threads::InRuntime;
+use crate::threads::{InRuntime, ThreadState};
 
 /// The most work one assist does (bytes, as `Marker::drain_bounded` counts
 /// them, words included), with about as much again to give back no more
@@ -92,5 +92,28 @@ fn assist(h: &Runtime, mc: &mut Mcache, reserved: usize) {
         }
         // Every assist marker is in use: owed still.
         None => mc.owe_assist(cycle, owed),
+    }
+}
+
+/// An assist of a thread `ts` (registered, outside the runtime) that waits
+/// for the running mark to end (`concurrent::collect_if_wanted`): whatever
+/// work the pool has, owed or not, one slice (`ASSIST_SLICE_BYTES`: a stop
+/// of the world waits for it) per call. False if it found none (the phase
+/// is not open, or no packet is there yet: it asked the markers for one).
+pub fn while_waiting(h: &Runtime, ts: *mut ThreadState) -> bool {
+    let pool = &h.mark_workers.pool;
+    if !pool.open_to_assists() {
+        return false;
+    }
+    let _inside = InRuntime::enter(ts);
+    let t0 = crate::os::nanotime();
+    // SAFETY: as in `assist`.
+    match h.assist_markers.with(|m| unsafe { m.assist(&h.heap, pool, ASSIST_SLICE_BYTES) }) {
+        Some(bytes) if bytes > 0 => {
+            h.stats.assist_bytes.fetch_add(bytes as u64, Relaxed);
+            h.stats.assist_ns.fetch_add(crate::os::nanotime() - t0, Relaxed);
+            true
+        }
+        _ => false,
     }
 }

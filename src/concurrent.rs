@@ -67,6 +67,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 
+use crate::assist;
 use crate::gc::{self, CycleReport};
 use crate::mark::{self, MarkWorkers, Marker, Roots};
 use crate::os;
@@ -118,38 +119,38 @@ pub fn collect_if_wanted(h: &'static Runtime) {
         return;
     }
     // A cycle is on its way and the heap has run past the goal it set: wait
-    // for it (it holds the world lock to its end), then ask for the next
-    // if the heap is still past the trigger. Never a stop-the-world cycle
-    // here: after a long concurrent cycle that would be the long pause
-    // concurrent marking exists to avoid (1024 MiB live: 799 ms).
-    if h.current_or_register().is_none() {
-        return;
-    }
-    // Until the cycle asked for has ended, not merely until the world lock
-    // is free once: the background thread may not have taken the lock yet,
-    // and this thread, taking it first, would allocate on past the runway
-    // (in `test_collect`, 64 KiB chunks of garbage grew the heap from 8 to
-    // 50-78 MiB between two cycles so). A cycle ends with `pending` cleared
-    // (also when collection is disabled, or in a forked child).
-    // While the cycle holds allocation (`hold`), only until its final stop.
-    loop {
-        if h.gc_thread.held.load(SeqCst) != 0 {
-            os::futex_wait(&h.gc_thread.held, 1, None);
-            continue;
+    // for its mark to end, marking meanwhile, then ask for the next if the
+    // heap is still past the trigger. Never a stop-the-world cycle here:
+    // after a long concurrent cycle that would be the long pause concurrent
+    // marking exists to avoid (1024 MiB live: 799 ms).
+    let Some(ts) = h.current_or_register() else { return };
+    // Until the final stop of the cycle asked for, not merely until the
+    // world lock is free once: the background thread may not have taken the
+    // lock yet, and this thread, going on first, would allocate on past the
+    // runway (in `test_collect`, 64 KiB chunks of garbage grew the heap from
+    // 8 to 50-78 MiB between two cycles so). `marking` is set from the
+    // request to the final stop (`end_marking`; to the cycle's end if it
+    // runs none: collection disabled, no tracker; a forked child clears
+    // it). Not until the cycle's end: its sweep,
+    // its release of memory and its unprotecting run with the world started
+    // (5-13 ms at 200 MiB, GCBench trees), and allocation sweeps what it
+    // needs meanwhile. While the cycle holds allocation (`hold`), likewise.
+    while h.pacer.trigger_reached() && h.gc_thread.marking.load(SeqCst) != 0 {
+        // The thread's core would idle: it marks instead. (GCBench trees,
+        // with the background thread alone marking while this one slept,
+        // waited 40-90 ms at the runway in one cycle of 200 MiB.)
+        if !assist::while_waiting(h, ts) {
+            os::futex_wait(&h.gc_thread.marking, 1, Some(WAIT_POLL_NS));
         }
-        if !h.pacer.trigger_reached() {
-            break; // a hold was lifted (or the cycle is over)
-        }
-        drop(h.lock_world());
-        if !h.gc_thread.pending.load(Acquire) {
-            break;
-        }
-        std::thread::yield_now();
     }
     if h.pacer.gc_wanted.load(Relaxed) {
         request(h);
     }
 }
+
+/// A thread waiting for a mark that had no work for it looks again after
+/// this long (the markers share work when an assist asks, `gcwork`).
+const WAIT_POLL_NS: u64 = 50_000;
 
 /// A stress collection (`GCPIN_STRESS`): a concurrent cycle if none is on its
 /// way, else nothing; stop-the-world when cycles are not concurrent.
@@ -183,6 +184,7 @@ fn request(h: &'static Runtime) -> bool {
     if h.gc_thread.pending.swap(true, AcqRel) {
         return false;
     }
+    h.gc_thread.marking.store(1, SeqCst);
     // Until the cycle ends, allocation runs on towards a goal farther out,
     // on the fast path; past that it waits for the cycle.
     h.pacer.start_concurrent();
@@ -238,6 +240,7 @@ fn run(h: &'static Runtime) {
             None => gc::cycle(h, &mut w, me, Release::Paced),
         })
     };
+    end_marking(h);
     h.gc_thread.pending.store(false, Release);
     drop(w);
     if let Some(r) = report {
@@ -409,12 +412,12 @@ fn cycle(h: &'static Runtime, w: &mut WorldGuard<'_, World>, me: *mut ThreadStat
             }
             m.recover_overflow(h, pa);
             // The stop has what the held threads wrote: they may go on
-            // once the world starts again.
-            lift_hold(h);
+            // once the world starts again, and those past the runway too.
+            end_marking(h);
         }
     };
     let mut report = gc::cycle_with(h, w, me, Release::Paced, workers, true, &mut finish);
-    lift_hold(h);
+    end_marking(h);
     // 6. Writes run at full speed again.
     let _ = t.unprotect(h.arena_lo, used_bytes(h));
     report.start_pause_ns = start_pause_ns;
@@ -443,18 +446,21 @@ fn helpers_for(h: &Runtime) -> usize {
 
 /// Makes allocation wait for the running cycle's final stop: a thread whose
 /// next refill crosses the trigger, brought down to the heap now, waits in
-/// `collect_if_wanted` until `lift_hold`.
+/// `collect_if_wanted` until `end_marking`.
 fn hold(h: &Runtime) {
     h.gc_thread.held.store(1, SeqCst);
     h.pacer.hold_allocation();
 }
 
-/// Ends `hold`, if it is on: allocation goes on to the runway.
-fn lift_hold(h: &Runtime) {
+/// The running cycle's mark is over: ends `hold`, if it is on (allocation
+/// goes on to the runway), and wakes the threads that wait past the runway.
+fn end_marking(h: &Runtime) {
     if h.gc_thread.held.load(Relaxed) != 0 {
         h.pacer.release_hold();
         h.gc_thread.held.store(0, SeqCst);
-        os::futex_wake(&h.gc_thread.held, i32::MAX);
+    }
+    if h.gc_thread.marking.swap(0, SeqCst) != 0 {
+        os::futex_wake(&h.gc_thread.marking, i32::MAX);
     }
 }
 

@@ -60,8 +60,13 @@ pub struct GcThread {
     /// marker, not on a quarter of them (`concurrent::helpers_for`).
     pub hurry: std::sync::atomic::AtomicBool,
     /// 1 while allocation waits for the running cycle's final stop
-    /// (`concurrent::hold`); threads wait on this word.
+    /// (`concurrent::hold`).
     pub held: std::sync::atomic::AtomicU32,
+    /// 1 from the request of a concurrent cycle to the end of its final stop
+    /// (or of the cycle, if it runs none): a thread past the runway waits,
+    /// marking, only while it is (`concurrent::collect_if_wanted`); they
+    /// wait on this word.
+    pub marking: std::sync::atomic::AtomicU32,
 }
 
 pub struct Runtime {
@@ -117,6 +122,7 @@ impl Runtime {
                 pending: std::sync::atomic::AtomicBool::new(false),
                 hurry: std::sync::atomic::AtomicBool::new(false),
                 held: std::sync::atomic::AtomicU32::new(0),
+                marking: std::sync::atomic::AtomicU32::new(0),
             },
         }
     }
@@ -290,6 +296,7 @@ extern "C" fn fork_child() {
         rt.gc_thread.started.store(false, Relaxed);
         rt.gc_thread.pending.store(false, Relaxed);
         rt.gc_thread.held.store(0, Relaxed);
+        rt.gc_thread.marking.store(0, Relaxed);
         rt.heap.marking_concurrently.store(false, Relaxed);
         // SAFETY: we hold the world (w) in the only thread of the child.
         *rt.tracking(&w) = Tracking::Untried;
