@@ -77,19 +77,12 @@ fn assist(h: &Runtime, mc: &mut Mcache, reserved: usize) {
     if owed == 0 {
         return;
     }
-    let t0 = crate::os::nanotime();
-    // SAFETY: an open phase frees no span until every assist holding work
-    // has left (`Marker::assist` joins the phase first, or does nothing).
-    match h.assist_markers.with(|m| unsafe { m.assist(&h.heap, pool, owed.min(ASSIST_SLICE_BYTES)) }) {
+    match scan_slice(h, owed.min(ASSIST_SLICE_BYTES)) {
         // Nothing scanned: there was no work to take (or what it took
         // pointed only at marked objects). The debt is forgiven: the runway
         // is the backstop.
         Some(0) => {}
-        Some(bytes) => {
-            mc.owe_assist(cycle, owed.saturating_sub(bytes));
-            h.stats.assist_bytes.fetch_add(bytes as u64, Relaxed);
-            h.stats.assist_ns.fetch_add(crate::os::nanotime() - t0, Relaxed);
-        }
+        Some(bytes) => mc.owe_assist(cycle, owed.saturating_sub(bytes)),
         // Every assist marker is in use: owed still.
         None => mc.owe_assist(cycle, owed),
     }
@@ -101,19 +94,24 @@ fn assist(h: &Runtime, mc: &mut Mcache, reserved: usize) {
 /// of the world waits for it) per call. False if it found none (the phase
 /// is not open, or no packet is there yet: it asked the markers for one).
 pub fn while_waiting(h: &Runtime, ts: *mut ThreadState) -> bool {
-    let pool = &h.mark_workers.pool;
-    if !pool.open_to_assists() {
+    if !h.mark_workers.pool.open_to_assists() {
         return false;
     }
     let _inside = InRuntime::enter(ts);
+    matches!(scan_slice(h, ASSIST_SLICE_BYTES), Some(bytes) if bytes > 0)
+}
+
+/// One assist of about `budget` bytes on an assist marker, counted in the
+/// assist statistics if it scanned anything. The bytes scanned; None if
+/// every assist marker is in use. Inside the runtime.
+fn scan_slice(h: &Runtime, budget: usize) -> Option<usize> {
     let t0 = crate::os::nanotime();
-    // SAFETY: as in `assist`.
-    match h.assist_markers.with(|m| unsafe { m.assist(&h.heap, pool, ASSIST_SLICE_BYTES) }) {
-        Some(bytes) if bytes > 0 => {
-            h.stats.assist_bytes.fetch_add(bytes as u64, Relaxed);
-            h.stats.assist_ns.fetch_add(crate::os::nanotime() - t0, Relaxed);
-            true
-        }
-        _ => false,
+    // SAFETY: an open phase frees no span until every assist holding work
+    // has left (`Marker::assist` joins the phase first, or does nothing).
+    let scanned = h.assist_markers.with(|m| unsafe { m.assist(&h.heap, &h.mark_workers.pool, budget) });
+    if let Some(bytes @ 1..) = scanned {
+        h.stats.assist_bytes.fetch_add(bytes as u64, Relaxed);
+        h.stats.assist_ns.fetch_add(crate::os::nanotime() - t0, Relaxed);
     }
+    scanned
 }

@@ -131,10 +131,10 @@ pub fn collect_if_wanted(h: &'static Runtime) {
     // 8 to 50-78 MiB between two cycles so). `marking` is set from the
     // request to the final stop (`end_marking`; to the cycle's end if it
     // runs none: collection disabled, no tracker; a forked child clears
-    // it). Not until the cycle's end: its sweep,
-    // its release of memory and its unprotecting run with the world started
-    // (5-13 ms at 200 MiB, GCBench trees), and allocation sweeps what it
-    // needs meanwhile. While the cycle holds allocation (`hold`), likewise.
+    // it). Not until the cycle's end: its sweep, its release of memory and
+    // its unprotecting run with the world started (5-15 ms at 200 MiB,
+    // GCBench trees), and allocation sweeps what it needs meanwhile. While
+    // the cycle holds allocation (`hold`), likewise.
     while h.pacer.trigger_reached() && h.gc_thread.marking.load(SeqCst) != 0 {
         // The thread's core would idle: it marks instead. (GCBench trees,
         // with the background thread alone marking while this one slept,
